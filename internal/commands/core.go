@@ -1,0 +1,85 @@
+package commands
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	"github.com/berth-paas/berth/internal/pipeline"
+	"github.com/berth-paas/berth/internal/store"
+	"github.com/berth-paas/berth/internal/validate"
+)
+
+// Deps are what commands act on.
+type Deps struct {
+	Store    *store.Store
+	Pipeline *pipeline.Pipeline
+	Version  string
+	Logger   *slog.Logger
+}
+
+// New returns a registry holding every built-in command.
+func New(d *Deps) *Registry {
+	r := NewRegistry(d.Logger)
+	h := &handlers{Deps: d}
+	h.registerApps(r)
+	h.registerConfig(r)
+	h.registerDomains(r)
+	h.registerPs(r)
+	h.registerLogs(r)
+	h.registerKeys(r)
+	h.registerGit(r)
+	r.AddNamespace("version", "Print berth's version")
+	r.Add(&Command{Name: "version", Help: "Print berth's version", MaxArgs: 0, Run: func(ctx context.Context, c *Call) error {
+		fmt.Fprintf(c.Stdout, "berth %s\n", d.Version)
+		return nil
+	}})
+	r.AddNamespace("help", "Show help for a namespace or a command")
+	return r
+}
+
+type handlers struct{ *Deps }
+
+// app validates name and returns the app, or a clear error.
+func (h *handlers) app(ctx context.Context, name string) (store.App, error) {
+	if err := validate.AppName(name); err != nil {
+		return store.App{}, err
+	}
+	a, err := h.Store.App(ctx, name)
+	if errors.Is(err, store.ErrNotFound) {
+		return a, fmt.Errorf("app %s does not exist", name)
+	}
+	return a, err
+}
+
+// formatFlag is the --format flag of list and report commands.
+var formatFlag = Flag{Name: "format", Value: true, Help: "output format: stdout (default) or json"}
+
+// wantJSON reads --format; anything but stdout or json is an error.
+func wantJSON(c *Call) (bool, error) {
+	switch c.Flag("format") {
+	case "", "stdout", "text":
+		return false, nil
+	case "json":
+		return true, nil
+	default:
+		return false, &UsageError{Msg: fmt.Sprintf("unknown format %q: use stdout or json", c.Flag("format"))}
+	}
+}
+
+// confirm asks the caller to type want, Dokku style; it reads one line.
+func confirm(c *Call, what, want string) error {
+	fmt.Fprintf(c.Stderr, " !     WARNING: Potentially Destructive Action\n !     This command will destroy %s.\n !     To proceed, type \"%s\"\n\n> ", what, want)
+	line, err := bufio.NewReader(io.LimitReader(c.Stdin, 1024)).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("read confirmation: %w", err)
+	}
+	if strings.TrimSpace(line) != want {
+		return Exit(1, "Confirmation did not match %s. Aborted.", want)
+	}
+	return nil
+}

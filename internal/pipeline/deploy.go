@@ -1,0 +1,638 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/pkg/stdcopy"
+	shellwords "github.com/mattn/go-shellwords"
+
+	"github.com/berth-paas/berth/internal/builder/dockerfile"
+	"github.com/berth-paas/berth/internal/procfile"
+	"github.com/berth-paas/berth/internal/scheduler"
+	"github.com/berth-paas/berth/internal/store"
+	"github.com/berth-paas/berth/internal/ui"
+)
+
+// GitDeploy asks for a deploy of a pushed revision.
+type GitDeploy struct {
+	App string
+	Rev string
+	// GitEnv carries the quarantine variables of the push in progress.
+	GitEnv []string
+	// LockToken is the token of the push holding the app's lock, if any.
+	LockToken string
+	// By names who pushed (an SSH key name).
+	By string
+}
+
+// DeployGit builds the pushed revision of an app, releases it and deploys
+// it, streaming every step to out.
+func (p *Pipeline) DeployGit(ctx context.Context, d GitDeploy, out io.Writer) error {
+	release, _, err := p.locks.acquire(ctx, d.App, d.LockToken, out)
+	if err != nil {
+		return err
+	}
+	defer release()
+	return p.deployRev(ctx, d.App, d.Rev, d.GitEnv, "git push", d.By, out)
+}
+
+// Rebuild rebuilds the git revision of app's current release and deploys it.
+func (p *Pipeline) Rebuild(ctx context.Context, app, by string, out io.Writer) error {
+	release, _, err := p.locks.acquire(ctx, app, "", out)
+	if err != nil {
+		return err
+	}
+	defer release()
+	a, err := p.store.App(ctx, app)
+	if err != nil {
+		return err
+	}
+	rel, err := p.currentRelease(ctx, a)
+	if err != nil {
+		return err
+	}
+	if rel.GitRev == "" {
+		return fmt.Errorf("app %s has no git deploy to rebuild: push it first", app)
+	}
+	return p.deployRev(ctx, app, rel.GitRev, nil, "ps:rebuild", by, out)
+}
+
+func (p *Pipeline) deployRev(ctx context.Context, app, rev string, gitEnv []string, reason, by string, out io.Writer) error {
+	a, err := p.store.App(ctx, app)
+	if err != nil {
+		return fmt.Errorf("app %s: %w", app, err)
+	}
+	p.event(ctx, app, "deploy", "%s of %s started by %s", reason, short(rev), by)
+	if err := p.fire(ctx, out, "receive-app", app, rev); err != nil {
+		return err
+	}
+	tmp, err := p.tmpDir()
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp(tmp, app+"-")
+	if err != nil {
+		return fmt.Errorf("create build directory: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	if err := p.extract(ctx, app, rev, gitEnv, dir); err != nil {
+		return err
+	}
+	if err := p.fire(ctx, out, "post-extract", app, dir, rev); err != nil {
+		return err
+	}
+	err = p.buildAndDeploy(ctx, a, dir, rev, reason, by, out)
+	if err != nil {
+		p.event(ctx, app, "deploy-failed", "%s of %s failed: %v", reason, short(rev), err)
+	}
+	return err
+}
+
+// buildAndDeploy builds the source tree in dir, makes a release of it and
+// deploys that release.
+func (p *Pipeline) buildAndDeploy(ctx context.Context, a store.App, dir, rev, reason, by string, out io.Writer) error {
+	app := a.Name
+	procs, hasProcfile, err := readProcfile(dir)
+	if err != nil {
+		return err
+	}
+	if !dockerfile.Detect(dir) {
+		return errors.New("no Dockerfile at the root of the pushed tree: berth builds apps from a Dockerfile")
+	}
+	builder := dockerfile.Name
+	ui.Step(out, "Building %s from Dockerfile", app)
+	if err := p.fire(ctx, out, "pre-build", builder, app, dir); err != nil {
+		return err
+	}
+	env, err := p.store.MergedConfig(ctx, app)
+	if err != nil {
+		return err
+	}
+	iw := ui.NewIndentWriter(out, ui.Indentation)
+	res, err := p.builder.Build(ctx, dockerfile.Options{
+		App: app, Dir: dir,
+		Labels: map[string]string{"berth.app": app},
+	}, iw)
+	iw.Flush()
+	if err != nil {
+		return err
+	}
+	if err := p.fire(ctx, out, "post-build", builder, app, dir); err != nil {
+		return err
+	}
+	img, err := p.docker.ImageInspect(ctx, res.ImageID)
+	if err != nil {
+		return fmt.Errorf("inspect built image: %w", err)
+	}
+	if !hasProcfile {
+		if img.Config == nil || (len(img.Config.Cmd) == 0 && len(img.Config.Entrypoint) == 0) {
+			return errors.New("the image has no CMD or ENTRYPOINT and there is no Procfile: add one of them")
+		}
+		procs = map[string]string{"web": ""}
+	}
+	if err := checkCommands(procs, env); err != nil {
+		return err
+	}
+	formation, err := p.formationFor(ctx, app, procs)
+	if err != nil {
+		return err
+	}
+	ui.Step(out, "Releasing %s...", app)
+	if err := p.fire(ctx, out, "pre-release-builder", builder, app, res.ImageID); err != nil {
+		return err
+	}
+	rel, err := p.store.CreateRelease(ctx, store.Release{
+		App: app, ImageID: res.ImageID, GitRev: rev, Env: env, Processes: procs,
+		Formation: formation, Reason: reason, CreatedBy: by,
+	})
+	if err != nil {
+		return err
+	}
+	if err := p.docker.ImageTag(ctx, res.ImageID, ImageTag(app, rel.Version)); err != nil {
+		err = fmt.Errorf("tag image: %w", err)
+		p.failRelease(ctx, rel, err)
+		return err
+	}
+	if err := p.fire(ctx, out, "post-release-builder", builder, app, ImageTag(app, rel.Version)); err != nil {
+		p.failRelease(ctx, rel, err)
+		return err
+	}
+	return p.deploy(ctx, a, rel, "git", rev, out)
+}
+
+func readProcfile(dir string) (map[string]string, bool, error) {
+	data, err := os.ReadFile(filepath.Join(dir, "Procfile"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("read Procfile: %w", err)
+	}
+	procs, err := procfile.Parse(data)
+	if err != nil {
+		return nil, false, err
+	}
+	if len(procs) == 0 {
+		return nil, false, errors.New("the Procfile defines no process type")
+	}
+	return procs, true, nil
+}
+
+// checkCommands makes sure every process command splits into words.
+func checkCommands(procs map[string]string, env map[string]string) error {
+	for name, cmd := range procs {
+		if cmd == "" {
+			continue
+		}
+		if _, err := splitCommand(cmd, env); err != nil {
+			return fmt.Errorf("Procfile process %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// splitCommand turns a Procfile command into argv, expanding $VARS from env
+// (no shell runs: images built FROM scratch have none).
+func splitCommand(cmd string, env map[string]string) ([]string, error) {
+	parser := shellwords.NewParser()
+	parser.ParseEnv = true
+	parser.Getenv = func(k string) string { return env[k] }
+	args, err := parser.Parse(cmd)
+	if err != nil {
+		return nil, fmt.Errorf("cannot split command %q: %w", cmd, err)
+	}
+	if len(args) == 0 {
+		return nil, fmt.Errorf("command %q is empty", cmd)
+	}
+	return args, nil
+}
+
+// formationFor returns the formation of app for the given process types,
+// recording web=1 and 0 for the others the first time a type is seen.
+func (p *Pipeline) formationFor(ctx context.Context, app string, procs map[string]string) (map[string]int, error) {
+	cur, err := p.store.Formation(ctx, app)
+	if err != nil {
+		return nil, err
+	}
+	add := map[string]int{}
+	f := map[string]int{}
+	for name := range procs {
+		q, ok := cur[name]
+		if !ok {
+			q = 0
+			if name == "web" {
+				q = 1
+			}
+			add[name] = q
+		}
+		f[name] = q
+	}
+	if len(add) > 0 {
+		if err := p.store.SetFormation(ctx, app, add); err != nil {
+			return nil, err
+		}
+	}
+	return f, nil
+}
+
+func (p *Pipeline) failRelease(ctx context.Context, rel store.Release, cause error) {
+	if err := p.store.FinishRelease(context.WithoutCancel(ctx), rel.App, rel.Version, store.ReleaseFailed, cause.Error()); err != nil {
+		p.log.Warn("record failed release", "app", rel.App, "release", rel.Version, "err", err)
+	}
+}
+
+// deploy runs a stored release: pre-deploy, containers, switch, post-deploy.
+func (p *Pipeline) deploy(ctx context.Context, a store.App, rel store.Release, source, meta string, out io.Writer) (err error) {
+	app := a.Name
+	defer func() {
+		if err != nil {
+			p.failRelease(ctx, rel, err)
+		}
+	}()
+	tag := ImageTag(app, rel.Version)
+	if err := p.fire(ctx, out, "pre-deploy", app, tag); err != nil {
+		return err
+	}
+	ui.Step(out, "Deploying %s (release v%d) via the docker-local scheduler...", app, rel.Version)
+	if err := p.replace(ctx, a, rel, source, meta, out); err != nil {
+		return err
+	}
+	if err := p.store.FinishRelease(ctx, app, rel.Version, store.ReleaseSucceeded, ""); err != nil {
+		return err
+	}
+	p.event(ctx, app, "release", "release v%d deployed (%s)", rel.Version, rel.Reason)
+	port, ip := strconv.Itoa(releasePort(rel)), ""
+	if cs, err := p.sched.List(ctx, app); err == nil {
+		for _, c := range cs {
+			if c.Process == "web" && c.Release == rel.Version && c.Running() {
+				ip = c.IP
+				break
+			}
+		}
+	}
+	if err := p.fire(ctx, out, "post-deploy", app, port, ip, tag); err != nil {
+		ui.Warn(out, "post-deploy: %v", err)
+	}
+	urls, err := p.URLs(ctx, app)
+	if err != nil {
+		return err
+	}
+	if _, hasWeb := rel.Processes["web"]; hasWeb && rel.Formation["web"] > 0 && len(urls) > 0 {
+		ui.Section(out, "Application deployed:")
+		for _, u := range urls {
+			ui.Detail(out, "%s", u)
+		}
+	} else {
+		ui.Section(out, "Application deployed (no web process runs, so no URL)")
+	}
+	return nil
+}
+
+// releasePort is the port web containers of rel listen on.
+func releasePort(rel store.Release) int {
+	if v, ok := rel.Env["PORT"]; ok {
+		if n, err := strconv.Atoi(v); err == nil && n > 0 && n < 65536 {
+			return n
+		}
+	}
+	return DefaultPort
+}
+
+// spec builds the container spec for one process instance of rel.
+func (p *Pipeline) spec(rel store.Release, process string, index int) (scheduler.Spec, error) {
+	port := releasePort(rel)
+	env := maps.Clone(rel.Env)
+	if env == nil {
+		env = map[string]string{}
+	}
+	env["PORT"] = strconv.Itoa(port)
+	env["APP_NAME"] = rel.App
+	env["GIT_REV"] = rel.GitRev
+	env["BERTH_APP"] = rel.App
+	env["BERTH_RELEASE"] = "v" + strconv.Itoa(rel.Version)
+	env["BERTH_PROCESS_TYPE"] = process
+	env["BERTH_PROCESS_INDEX"] = strconv.Itoa(index)
+	env["DYNO"] = process + "." + strconv.Itoa(index)
+	var cmd []string
+	if c := rel.Processes[process]; c != "" {
+		var err error
+		if cmd, err = splitCommand(c, env); err != nil {
+			return scheduler.Spec{}, fmt.Errorf("process %s: %w", process, err)
+		}
+	}
+	list := make([]string, 0, len(env))
+	for _, k := range ui.SortedKeys(env) {
+		list = append(list, k+"="+env[k])
+	}
+	return scheduler.Spec{
+		App: rel.App, Release: rel.Version, Image: ImageTag(rel.App, rel.Version),
+		Process: process, Index: index, Cmd: cmd, Env: list, Port: port,
+	}, nil
+}
+
+// processOrder lists the process types of formation to run, web first.
+func processOrder(rel store.Release, formation map[string]int) []string {
+	var names []string
+	for name, q := range formation {
+		if _, ok := rel.Processes[name]; ok && q > 0 {
+			names = append(names, name)
+		}
+	}
+	sort.Slice(names, func(i, j int) bool {
+		if (names[i] == "web") != (names[j] == "web") {
+			return names[i] == "web"
+		}
+		return names[i] < names[j]
+	})
+	return names
+}
+
+// replace starts rel's containers beside the running ones, waits until they
+// are healthy, records rel as current, switches traffic to them and retires
+// the old containers. On failure the new containers are removed and the old
+// ones keep serving untouched.
+func (p *Pipeline) replace(ctx context.Context, a store.App, rel store.Release, source, meta string, out io.Writer) error {
+	app := a.Name
+	old, err := p.sched.List(ctx, app)
+	if err != nil {
+		return err
+	}
+	formation, err := p.store.Formation(ctx, app)
+	if err != nil {
+		return err
+	}
+	taken := map[string]bool{}
+	for _, c := range old {
+		taken[c.Name] = true
+	}
+	var started []scheduler.Container
+	cleanup := func() {
+		if len(started) == 0 {
+			return
+		}
+		ui.Detail(out, "Removing the containers of release v%d", rel.Version)
+		p.removeAll(context.WithoutCancel(ctx), started, 0)
+	}
+	for _, proc := range processOrder(rel, formation) {
+		q := formation[proc]
+		ui.Step(out, "Starting %s (count=%d)", proc, q)
+		for i := 1; i <= q; i++ {
+			s, err := p.spec(rel, proc, i)
+			if err != nil {
+				cleanup()
+				return err
+			}
+			if name := scheduler.CanonicalName(app, proc, i); taken[name] {
+				s.Name = name + "." + newToken()[:8]
+			}
+			c, err := p.sched.Start(ctx, s)
+			if err != nil {
+				cleanup()
+				return err
+			}
+			started = append(started, c)
+		}
+	}
+	healthy, err := p.waitHealthy(ctx, started, out)
+	if err != nil {
+		cleanup()
+		return err
+	}
+	if err := p.store.SetCurrentRelease(ctx, app, rel.Version, source, meta); err != nil {
+		cleanup()
+		return err
+	}
+	if a.Stopped {
+		if err := p.store.SetStopped(ctx, app, false); err != nil {
+			return err
+		}
+	}
+	if err := p.setRoutes(ctx, app, healthy); err != nil {
+		return err
+	}
+	p.retire(ctx, old, out)
+	p.canonicalise(ctx, healthy)
+	return nil
+}
+
+// setRoutes points app's hosts at the web containers among cs.
+func (p *Pipeline) setRoutes(ctx context.Context, app string, cs []scheduler.Container) error {
+	hosts, err := p.Hosts(ctx, app)
+	if err != nil {
+		return err
+	}
+	var targets []string
+	for _, c := range cs {
+		if c.Process == "web" && c.IP != "" {
+			targets = append(targets, webAddr(c))
+		}
+	}
+	p.router.Set(app, hosts, targets)
+	return nil
+}
+
+// waitHealthy waits until every container in cs runs and every web container
+// accepts connections on its port; it returns cs with their IPs filled in.
+func (p *Pipeline) waitHealthy(ctx context.Context, cs []scheduler.Container, out io.Writer) ([]scheduler.Container, error) {
+	ctx, cancel := context.WithTimeout(ctx, DefaultStartTimeout)
+	defer cancel()
+	result := make([]scheduler.Container, len(cs))
+	errs := make([]error, len(cs))
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for i, c := range cs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := p.waitOne(ctx, c, func(format string, args ...any) {
+				mu.Lock()
+				ui.Detail(out, format, args...)
+				mu.Unlock()
+			})
+			result[i], errs[i] = c, err
+			if err != nil {
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil && !errors.Is(err, context.Canceled) {
+			p.showLogs(context.WithoutCancel(ctx), cs[i], out)
+			return nil, err
+		}
+	}
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
+	}
+	return result, nil
+}
+
+// waitOne waits for one container to be running (and, for web, listening).
+func (p *Pipeline) waitOne(ctx context.Context, c scheduler.Container, say func(string, ...any)) (scheduler.Container, error) {
+	label := c.Process + "." + strconv.Itoa(c.Index)
+	start := time.Now()
+	lastSaid := start
+	addr := ""
+	for {
+		st, err := p.sched.Inspect(ctx, c.ID)
+		if err != nil {
+			return c, err
+		}
+		if !st.Running && !st.Restarting && st.Status != "created" {
+			return c, fmt.Errorf("%s exited with code %d before it was ready", label, st.ExitCode)
+		}
+		if st.Restarting {
+			return c, fmt.Errorf("%s keeps exiting (last exit code %d)", label, st.ExitCode)
+		}
+		c.IP = st.IP
+		if st.Running {
+			if c.Process != "web" {
+				// Give other processes a moment to crash on a bad start.
+				if time.Since(st.StartedAt) >= time.Second {
+					say("%s is running", label)
+					return c, nil
+				}
+			} else if st.IP != "" {
+				addr = net.JoinHostPort(st.IP, strconv.Itoa(c.Port))
+				d := net.Dialer{Timeout: time.Second}
+				conn, err := d.DialContext(ctx, "tcp", addr)
+				if err == nil {
+					conn.Close()
+					say("%s is listening on port %d", label, c.Port)
+					return c, nil
+				}
+			}
+		}
+		if time.Since(lastSaid) >= 5*time.Second {
+			lastSaid = time.Now()
+			say("waiting for %s to listen on port %d (%ds)...", label, c.Port, int(time.Since(start).Seconds()))
+		}
+		select {
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				if c.Process == "web" {
+					return c, fmt.Errorf("%s did not listen on port %d within %s (the app must listen on $PORT)", label, c.Port, DefaultStartTimeout)
+				}
+				return c, fmt.Errorf("%s did not start within %s", label, DefaultStartTimeout)
+			}
+			return c, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// showLogs prints the last lines a failed container wrote.
+func (p *Pipeline) showLogs(ctx context.Context, c scheduler.Container, out io.Writer) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	rc, err := p.sched.Logs(ctx, c.ID, scheduler.LogOptions{Tail: 20})
+	if err != nil {
+		return
+	}
+	defer rc.Close()
+	var buf strings.Builder
+	stdcopy.StdCopy(&buf, &buf, rc)
+	if buf.Len() == 0 {
+		return
+	}
+	ui.Detail(out, "Last output of %s.%d:", c.Process, c.Index)
+	iw := ui.NewIndentWriter(out, ui.Indentation+"  ")
+	for _, line := range strings.Split(strings.TrimRight(buf.String(), "\n"), "\n") {
+		if _, msg, ok := strings.Cut(line, " "); ok {
+			line = msg // drop the engine's timestamp
+		}
+		io.WriteString(iw, line+"\n")
+	}
+}
+
+// retire takes old containers out of service: web targets are drained first
+// (in-flight requests finish), then every container is stopped and removed.
+func (p *Pipeline) retire(ctx context.Context, old []scheduler.Container, out io.Writer) {
+	if len(old) == 0 {
+		return
+	}
+	ctx = context.WithoutCancel(ctx)
+	var addrs []string
+	for _, c := range old {
+		if c.Process == "web" && c.IP != "" {
+			addrs = append(addrs, webAddr(c))
+		}
+	}
+	ui.Step(out, "Retiring %d old container(s)", len(old))
+	if len(addrs) > 0 {
+		dctx, cancel := context.WithTimeout(ctx, DefaultDrainTimeout)
+		if err := p.router.Drain(dctx, addrs); err != nil {
+			p.log.Warn("drain old targets", "targets", addrs, "err", err)
+		}
+		cancel()
+	}
+	p.removeAll(ctx, old, DefaultStopTimeout)
+}
+
+// removeAll stops (after timeout) and removes containers in parallel.
+func (p *Pipeline) removeAll(ctx context.Context, cs []scheduler.Container, timeout time.Duration) {
+	var wg sync.WaitGroup
+	for _, c := range cs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := p.sched.Remove(ctx, c.ID, timeout); err != nil {
+				p.log.Warn("remove container", "container", c.Name, "err", err)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// canonicalise renames containers started under a temporary name (because
+// their canonical name was taken by the container they replaced).
+func (p *Pipeline) canonicalise(ctx context.Context, cs []scheduler.Container) {
+	for _, c := range cs {
+		want := scheduler.CanonicalName(c.App, c.Process, c.Index)
+		if c.Name != want {
+			if err := p.sched.Rename(context.WithoutCancel(ctx), c.ID, want); err != nil {
+				p.log.Warn("rename container", "container", c.Name, "err", err)
+			}
+		}
+	}
+}
+
+// removeImages removes every image of app (its release tags and untagged
+// builds).
+func (p *Pipeline) removeImages(ctx context.Context, app string) {
+	ids := map[string]bool{}
+	for _, key := range []string{"reference=" + ImageRepo(app), "label=berth.app=" + app} {
+		k, v, _ := strings.Cut(key, "=")
+		f := filtersArgs(k, v)
+		list, err := p.docker.ImageList(ctx, image.ListOptions{All: true, Filters: f})
+		if err != nil {
+			p.log.Warn("list images", "app", app, "err", err)
+			continue
+		}
+		for _, im := range list {
+			ids[im.ID] = true
+		}
+	}
+	for _, id := range slices.Sorted(maps.Keys(ids)) {
+		if _, err := p.docker.ImageRemove(ctx, id, image.RemoveOptions{Force: true, PruneChildren: true}); err != nil && !scheduler.IsNotFound(err) {
+			p.log.Warn("remove image", "app", app, "image", id, "err", err)
+		}
+	}
+}

@@ -1,0 +1,567 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
+
+	"github.com/berth-paas/berth/internal/scheduler"
+	"github.com/berth-paas/berth/internal/store"
+	"github.com/berth-paas/berth/internal/ui"
+)
+
+func filtersArgs(k, v string) filters.Args { return filters.NewArgs(filters.Arg(k, v)) }
+
+// ErrNoRelease means the app was never deployed.
+var ErrNoRelease = errors.New("app has not been deployed")
+
+func (p *Pipeline) currentRelease(ctx context.Context, a store.App) (store.Release, error) {
+	if a.CurrentRelease == 0 {
+		return store.Release{}, fmt.Errorf("app %s has not been deployed: %w", a.Name, ErrNoRelease)
+	}
+	return p.store.Release(ctx, a.Name, a.CurrentRelease)
+}
+
+// CreateApp creates an app and fires post-create.
+func (p *Pipeline) CreateApp(ctx context.Context, app string, out io.Writer) error {
+	if err := p.store.CreateApp(ctx, app); err != nil {
+		return err
+	}
+	p.event(ctx, app, "create", "app created")
+	if err := p.RefreshRoutes(ctx, app, true); err != nil {
+		p.log.Warn("route new app", "app", app, "err", err)
+	}
+	return p.fire(ctx, out, "post-create", app)
+}
+
+// Redeploy makes a new release of app's current one with its current config
+// (after a config change) and deploys it. With no release yet it does
+// nothing; when the app is stopped the release is recorded and applies on
+// ps:start.
+func (p *Pipeline) Redeploy(ctx context.Context, app, reason, by string, out io.Writer) error {
+	release, _, err := p.locks.acquire(ctx, app, "", out)
+	if err != nil {
+		return err
+	}
+	defer release()
+	a, err := p.store.App(ctx, app)
+	if err != nil {
+		return err
+	}
+	if a.CurrentRelease == 0 {
+		return nil
+	}
+	cur, err := p.currentRelease(ctx, a)
+	if err != nil {
+		return err
+	}
+	env, err := p.store.MergedConfig(ctx, app)
+	if err != nil {
+		return err
+	}
+	if err := checkCommands(cur.Processes, env); err != nil {
+		return err
+	}
+	formation, err := p.store.Formation(ctx, app)
+	if err != nil {
+		return err
+	}
+	rel, err := p.store.CreateRelease(ctx, store.Release{
+		App: app, ImageID: cur.ImageID, GitRev: cur.GitRev, Env: env, Processes: cur.Processes,
+		Formation: formation, Reason: reason, CreatedBy: by,
+	})
+	if err != nil {
+		return err
+	}
+	if err := p.docker.ImageTag(ctx, cur.ImageID, ImageTag(app, rel.Version)); err != nil {
+		err = fmt.Errorf("tag image: %w", err)
+		p.failRelease(ctx, rel, err)
+		return err
+	}
+	if a.Stopped {
+		if err := p.store.SetCurrentRelease(ctx, app, rel.Version, a.DeploySource, a.SourceMeta); err != nil {
+			return err
+		}
+		ui.Step(out, "Release v%d recorded; %s is stopped, it runs on ps:start", rel.Version, app)
+		return p.store.FinishRelease(ctx, app, rel.Version, store.ReleaseSucceeded, "")
+	}
+	ui.Step(out, "Releasing %s (v%d: %s)...", app, rel.Version, reason)
+	return p.deploy(ctx, a, rel, a.DeploySource, a.SourceMeta, out)
+}
+
+// Restart replaces every container of app's current release with a fresh
+// one, health-gated like a deploy.
+func (p *Pipeline) Restart(ctx context.Context, app string, out io.Writer) error {
+	release, _, err := p.locks.acquire(ctx, app, "", out)
+	if err != nil {
+		return err
+	}
+	defer release()
+	a, err := p.store.App(ctx, app)
+	if err != nil {
+		return err
+	}
+	rel, err := p.currentRelease(ctx, a)
+	if err != nil {
+		return err
+	}
+	ui.Step(out, "Restarting %s (release v%d)", app, rel.Version)
+	if err := p.replace(ctx, a, rel, a.DeploySource, a.SourceMeta, out); err != nil {
+		return err
+	}
+	p.event(ctx, app, "restart", "restarted release v%d", rel.Version)
+	return nil
+}
+
+// Scale sets how many containers of each process type run and converges.
+func (p *Pipeline) Scale(ctx context.Context, app string, want map[string]int, out io.Writer) error {
+	release, _, err := p.locks.acquire(ctx, app, "", out)
+	if err != nil {
+		return err
+	}
+	defer release()
+	a, err := p.store.App(ctx, app)
+	if err != nil {
+		return err
+	}
+	if a.CurrentRelease != 0 {
+		rel, err := p.currentRelease(ctx, a)
+		if err != nil {
+			return err
+		}
+		for proc := range want {
+			if _, ok := rel.Processes[proc]; !ok {
+				return fmt.Errorf("process type %s is not defined by release v%d of %s (it defines: %s)", proc, rel.Version, app, strings.Join(ui.SortedKeys(rel.Processes), ", "))
+			}
+		}
+	}
+	formation, err := p.store.Formation(ctx, app)
+	if err != nil {
+		return err
+	}
+	maps.Copy(formation, want)
+	if a.CurrentRelease != 0 && !a.Stopped {
+		if err := p.converge(ctx, a, formation, out); err != nil {
+			return err
+		}
+	}
+	if err := p.store.SetFormation(ctx, app, want); err != nil {
+		return err
+	}
+	p.event(ctx, app, "scale", "scaled to %s", FormatFormation(formation))
+	return nil
+}
+
+// FormatFormation renders a formation as "web=2 worker=1".
+func FormatFormation(f map[string]int) string {
+	parts := make([]string, 0, len(f))
+	for _, k := range ui.SortedKeys(f) {
+		parts = append(parts, k+"="+strconv.Itoa(f[k]))
+	}
+	return strings.Join(parts, " ")
+}
+
+// Stop stops every container of app; its hosts answer 502 until ps:start.
+func (p *Pipeline) Stop(ctx context.Context, app string, out io.Writer) error {
+	release, _, err := p.locks.acquire(ctx, app, "", out)
+	if err != nil {
+		return err
+	}
+	defer release()
+	if _, err := p.store.App(ctx, app); err != nil {
+		return err
+	}
+	if err := p.store.SetStopped(ctx, app, true); err != nil {
+		return err
+	}
+	if err := p.setRoutes(ctx, app, nil); err != nil {
+		return err
+	}
+	cs, err := p.sched.List(ctx, app)
+	if err != nil {
+		return err
+	}
+	ui.Step(out, "Stopping %s", app)
+	for _, c := range cs {
+		if c.Running() {
+			if err := p.sched.Stop(ctx, c.ID, DefaultStopTimeout); err != nil {
+				return err
+			}
+			ui.Detail(out, "stopped %s", c.Name)
+		}
+	}
+	p.event(ctx, app, "stop", "stopped")
+	return nil
+}
+
+// Start starts a stopped app (or any missing container of a running one).
+func (p *Pipeline) Start(ctx context.Context, app string, out io.Writer) error {
+	release, _, err := p.locks.acquire(ctx, app, "", out)
+	if err != nil {
+		return err
+	}
+	defer release()
+	a, err := p.store.App(ctx, app)
+	if err != nil {
+		return err
+	}
+	if _, err := p.currentRelease(ctx, a); err != nil {
+		return err
+	}
+	formation, err := p.store.Formation(ctx, app)
+	if err != nil {
+		return err
+	}
+	a.Stopped = false
+	ui.Step(out, "Starting %s", app)
+	if err := p.converge(ctx, a, formation, out); err != nil {
+		return err
+	}
+	if err := p.store.SetStopped(ctx, app, false); err != nil {
+		return err
+	}
+	p.event(ctx, app, "start", "started")
+	return nil
+}
+
+// converge makes what runs for app match its current release and formation:
+// containers of other releases, duplicates and extras go (web ones drained
+// first), stopped ones start, missing ones are created; then routes follow.
+func (p *Pipeline) converge(ctx context.Context, a store.App, formation map[string]int, out io.Writer) error {
+	app := a.Name
+	cs, err := p.sched.List(ctx, app)
+	if err != nil {
+		return err
+	}
+	if a.CurrentRelease == 0 {
+		p.removeAll(ctx, cs, 0)
+		return p.setRoutes(ctx, app, nil)
+	}
+	rel, err := p.currentRelease(ctx, a)
+	if err != nil {
+		return err
+	}
+	type slot struct {
+		proc string
+		idx  int
+	}
+	keep := map[slot]scheduler.Container{}
+	var extra []scheduler.Container
+	better := func(c, than scheduler.Container) bool {
+		if c.Running() != than.Running() {
+			return c.Running()
+		}
+		return c.Name == scheduler.CanonicalName(app, c.Process, c.Index) && than.Name != c.Name
+	}
+	for _, c := range cs {
+		_, defined := rel.Processes[c.Process]
+		if c.Release != rel.Version || !defined || c.Index < 1 || c.Index > formation[c.Process] {
+			extra = append(extra, c)
+			continue
+		}
+		s := slot{c.Process, c.Index}
+		if prev, ok := keep[s]; ok {
+			if better(c, prev) {
+				extra = append(extra, prev)
+				keep[s] = c
+			} else {
+				extra = append(extra, c)
+			}
+			continue
+		}
+		keep[s] = c
+	}
+	if a.Stopped {
+		if err := p.setRoutes(ctx, app, nil); err != nil {
+			return err
+		}
+		p.removeAll(ctx, extra, DefaultStopTimeout)
+		return nil
+	}
+	var fresh, running []scheduler.Container
+	var created []scheduler.Container
+	taken := map[string]bool{}
+	for _, c := range cs {
+		taken[c.Name] = true
+	}
+	for _, proc := range processOrder(rel, formation) {
+		for i := 1; i <= formation[proc]; i++ {
+			c, ok := keep[slot{proc, i}]
+			switch {
+			case ok && c.Running():
+				running = append(running, c)
+			case ok:
+				if err := p.sched.StartExisting(ctx, c.ID); err != nil {
+					return err
+				}
+				ui.Detail(out, "started %s", c.Name)
+				fresh = append(fresh, c)
+			default:
+				s, err := p.spec(rel, proc, i)
+				if err != nil {
+					return err
+				}
+				if name := scheduler.CanonicalName(app, proc, i); taken[name] {
+					s.Name = name + "." + newToken()[:8]
+				}
+				c, err := p.sched.Start(ctx, s)
+				if err != nil {
+					p.removeAll(context.WithoutCancel(ctx), created, 0)
+					return err
+				}
+				ui.Detail(out, "created %s", c.Name)
+				created = append(created, c)
+				fresh = append(fresh, c)
+			}
+		}
+	}
+	healthy, err := p.waitHealthy(ctx, fresh, out)
+	if err != nil {
+		p.removeAll(context.WithoutCancel(ctx), created, 0)
+		return err
+	}
+	// Running containers need their current IPs for routing.
+	for i, c := range running {
+		st, err := p.sched.Inspect(ctx, c.ID)
+		if err != nil {
+			return err
+		}
+		running[i].IP = st.IP
+	}
+	live := append(running, healthy...)
+	if err := p.setRoutes(ctx, app, live); err != nil {
+		return err
+	}
+	if len(extra) > 0 {
+		p.retire(ctx, extra, out)
+	}
+	p.canonicalise(ctx, live)
+	return nil
+}
+
+// RefreshRoutes re-reads which web containers of app's current release run
+// and routes its hosts to them. With wait false it does nothing when an
+// operation holds the app's lock (that operation sets routes itself).
+func (p *Pipeline) RefreshRoutes(ctx context.Context, app string, wait bool) error {
+	if wait {
+		release, _, err := p.locks.acquire(ctx, app, "", nil)
+		if err != nil {
+			return err
+		}
+		defer release()
+	} else {
+		release, ok := p.locks.tryAcquire(app)
+		if !ok {
+			return nil
+		}
+		defer release()
+	}
+	a, err := p.store.App(ctx, app)
+	if errors.Is(err, store.ErrNotFound) {
+		p.router.Remove(app)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if a.Stopped || a.CurrentRelease == 0 {
+		return p.setRoutes(ctx, app, nil)
+	}
+	cs, err := p.sched.List(ctx, app)
+	if err != nil {
+		return err
+	}
+	var live []scheduler.Container
+	for _, c := range cs {
+		if c.Release == a.CurrentRelease && c.Running() {
+			live = append(live, c)
+		}
+	}
+	return p.setRoutes(ctx, app, live)
+}
+
+// Destroy removes an app: its routes, containers, images, repository and
+// every stored row.
+func (p *Pipeline) Destroy(ctx context.Context, app string, out io.Writer) error {
+	release, _, err := p.locks.acquire(ctx, app, "", out)
+	if err != nil {
+		return err
+	}
+	defer release()
+	if _, err := p.store.App(ctx, app); err != nil {
+		return err
+	}
+	if err := p.fire(ctx, out, "pre-delete", app, ImageRepo(app)); err != nil {
+		return err
+	}
+	ui.Step(out, "Destroying %s (including all add-ons)", app)
+	p.router.Remove(app)
+	cs, err := p.sched.List(ctx, app)
+	if err != nil {
+		return err
+	}
+	p.removeAll(ctx, cs, 0)
+	p.removeImages(ctx, app)
+	if err := os.RemoveAll(p.RepoPath(app)); err != nil {
+		return fmt.Errorf("remove repository of %s: %w", app, err)
+	}
+	if err := p.store.DeleteApp(ctx, app); err != nil {
+		return err
+	}
+	p.log.Info("app destroyed", "app", app)
+	return p.fire(ctx, out, "post-delete", app, ImageRepo(app))
+}
+
+// Rename renames an app: its stored state, repository and images follow,
+// and its current release is redeployed under the new name.
+func (p *Pipeline) Rename(ctx context.Context, from, to string, out io.Writer) error {
+	releaseFrom, _, err := p.locks.acquire(ctx, from, "", out)
+	if err != nil {
+		return err
+	}
+	defer releaseFrom()
+	releaseTo, _, err := p.locks.acquire(ctx, to, "", out)
+	if err != nil {
+		return err
+	}
+	defer releaseTo()
+	a, err := p.store.App(ctx, from)
+	if err != nil {
+		return err
+	}
+	old, err := p.sched.List(ctx, from)
+	if err != nil {
+		return err
+	}
+	ui.Step(out, "Renaming %s to %s", from, to)
+	if err := p.store.RenameApp(ctx, from, to); err != nil {
+		return err
+	}
+	if _, err := os.Stat(p.RepoPath(from)); err == nil {
+		if err := os.Rename(p.RepoPath(from), p.RepoPath(to)); err != nil {
+			return fmt.Errorf("move repository: %w", err)
+		}
+	}
+	rels, err := p.store.Releases(ctx, to)
+	if err != nil {
+		return err
+	}
+	for _, r := range rels {
+		if err := p.docker.ImageTag(ctx, r.ImageID, ImageTag(to, r.Version)); err != nil && !scheduler.IsNotFound(err) {
+			return fmt.Errorf("tag image of release v%d: %w", r.Version, err)
+		}
+		if _, err := p.docker.ImageRemove(ctx, ImageTag(from, r.Version), image.RemoveOptions{}); err != nil && !scheduler.IsNotFound(err) {
+			p.log.Warn("remove old image tag", "tag", ImageTag(from, r.Version), "err", err)
+		}
+	}
+	p.router.Remove(from)
+	a.Name = to
+	if a.CurrentRelease != 0 && !a.Stopped {
+		rel, err := p.currentRelease(ctx, a)
+		if err != nil {
+			return err
+		}
+		formation, err := p.store.Formation(ctx, to)
+		if err != nil {
+			return err
+		}
+		var started []scheduler.Container
+		for _, proc := range processOrder(rel, formation) {
+			for i := 1; i <= formation[proc]; i++ {
+				s, err := p.spec(rel, proc, i)
+				if err != nil {
+					return err
+				}
+				c, err := p.sched.Start(ctx, s)
+				if err != nil {
+					return err
+				}
+				started = append(started, c)
+			}
+		}
+		healthy, err := p.waitHealthy(ctx, started, out)
+		if err != nil {
+			return err
+		}
+		if err := p.setRoutes(ctx, to, healthy); err != nil {
+			return err
+		}
+	} else if err := p.setRoutes(ctx, to, nil); err != nil {
+		return err
+	}
+	p.removeAll(ctx, old, DefaultStopTimeout)
+	p.event(ctx, to, "rename", "renamed from %s", from)
+	return nil
+}
+
+// Reconcile runs when the server starts: releases left deploying by a crash
+// are marked failed, containers of unknown apps and of non-current releases
+// are removed, containers of current releases are adopted (and missing ones
+// started), and every app is routed.
+func (p *Pipeline) Reconcile(ctx context.Context) error {
+	if err := p.sched.EnsureNetwork(ctx); err != nil {
+		return err
+	}
+	stale, err := p.store.ReleasesWithStatus(ctx, store.ReleaseDeploying)
+	if err != nil {
+		return err
+	}
+	for _, r := range stale {
+		p.log.Warn("release left unfinished by a previous run", "app", r.App, "release", r.Version)
+		p.failRelease(ctx, r, errors.New("the server stopped during the deploy"))
+	}
+	apps, err := p.store.Apps(ctx)
+	if err != nil {
+		return err
+	}
+	known := map[string]bool{}
+	for _, a := range apps {
+		known[a.Name] = true
+	}
+	all, err := p.sched.List(ctx, "")
+	if err != nil {
+		return err
+	}
+	var orphans []scheduler.Container
+	for _, c := range all {
+		if !known[c.App] {
+			orphans = append(orphans, c)
+		}
+	}
+	if len(orphans) > 0 {
+		p.log.Info("removing containers of unknown apps", "count", len(orphans))
+		p.removeAll(ctx, orphans, 0)
+	}
+	for _, a := range apps {
+		formation, err := p.store.Formation(ctx, a.Name)
+		if err != nil {
+			return err
+		}
+		release, _, err := p.locks.acquire(ctx, a.Name, "", nil)
+		if err != nil {
+			return err
+		}
+		err = p.converge(ctx, a, formation, io.Discard)
+		release()
+		if err != nil {
+			p.log.Error("reconcile app", "app", a.Name, "err", err)
+			continue
+		}
+		p.log.Info("app reconciled", "app", a.Name, "release", a.CurrentRelease, "stopped", a.Stopped)
+	}
+	return nil
+}
+
+// webAddr is the proxy target of a web container.
+func webAddr(c scheduler.Container) string {
+	return net.JoinHostPort(c.IP, strconv.Itoa(c.Port))
+}
