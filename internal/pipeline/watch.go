@@ -19,7 +19,7 @@ func (p *Pipeline) WatchContainers(ctx context.Context) {
 	for ctx.Err() == nil {
 		f := filters.NewArgs(
 			filters.Arg("type", string(events.ContainerEventType)),
-			filters.Arg("label", scheduler.LabelApp),
+			filters.Arg("label", scheduler.LabelInstance+"="+p.sched.Instance()),
 			filters.Arg("event", "start"),
 			filters.Arg("event", "die"),
 			filters.Arg("event", "stop"),

@@ -27,6 +27,9 @@ const (
 	LabelProcess = "berth.process"
 	LabelIndex   = "berth.index"
 	LabelPort    = "berth.port"
+	// LabelInstance ties a container to the berth server (data dir) that
+	// made it, so servers sharing an engine never touch each other's.
+	LabelInstance = "berth.instance"
 )
 
 // Container is a container of an app as the scheduler sees it.
@@ -70,15 +73,19 @@ type Spec struct {
 
 // Docker is the docker-local scheduler.
 type Docker struct {
-	cli     *client.Client
-	network string
+	cli      *client.Client
+	network  string
+	instance string
 }
 
 // NewDocker returns a scheduler that runs containers on cli, attached to the
-// bridge network named network.
-func NewDocker(cli *client.Client, network string) *Docker {
-	return &Docker{cli: cli, network: network}
+// bridge network named network, labelled as belonging to instance.
+func NewDocker(cli *client.Client, network, instance string) *Docker {
+	return &Docker{cli: cli, network: network, instance: instance}
 }
+
+// Instance returns the instance label value of this server's containers.
+func (d *Docker) Instance() string { return d.instance }
 
 // Network returns the name of the network containers are attached to.
 func (d *Docker) Network() string { return d.network }
@@ -106,11 +113,12 @@ func (d *Docker) Start(ctx context.Context, s Spec) (Container, error) {
 		name = CanonicalName(s.App, s.Process, s.Index)
 	}
 	labels := map[string]string{
-		LabelApp:     s.App,
-		LabelRelease: strconv.Itoa(s.Release),
-		LabelProcess: s.Process,
-		LabelIndex:   strconv.Itoa(s.Index),
-		LabelPort:    strconv.Itoa(s.Port),
+		LabelApp:      s.App,
+		LabelRelease:  strconv.Itoa(s.Release),
+		LabelProcess:  s.Process,
+		LabelIndex:    strconv.Itoa(s.Index),
+		LabelPort:     strconv.Itoa(s.Port),
+		LabelInstance: d.instance,
 	}
 	cfg := &container.Config{
 		Image:    s.Image,
@@ -140,7 +148,7 @@ func (d *Docker) Start(ctx context.Context, s Spec) (Container, error) {
 // List returns the containers of app (of every app when app is ""), sorted
 // by process, index and creation time.
 func (d *Docker) List(ctx context.Context, app string) ([]Container, error) {
-	f := filters.NewArgs()
+	f := filters.NewArgs(filters.Arg("label", LabelInstance+"="+d.instance))
 	if app == "" {
 		f.Add("label", LabelApp)
 	} else {

@@ -92,7 +92,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	router := proxy.New(proxy.Options{Logger: log})
 	bus := plugins.NewBus()
-	sched := scheduler.NewDocker(cli, NetworkName)
+	instance, err := st.InstanceID(ctx)
+	if err != nil {
+		httpLn.Close()
+		return err
+	}
+	sched := scheduler.NewDocker(cli, NetworkName, instance)
 	pipe := pipeline.New(st, cli, sched, router, bus, pipeline.Options{
 		DataDir: dataDir, Domain: cfg.Domain, HTTPPort: httpPort, Executable: exe, Logger: log,
 	})

@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
+	"encoding/hex"
 	"errors"
 	"fmt"
 )
@@ -75,4 +77,23 @@ func (s *Store) SetFormation(ctx context.Context, app string, f map[string]int) 
 		}
 		return nil
 	})
+}
+
+// InstanceID returns this data dir's random identity, created on first use.
+// Containers carry it so berth servers sharing an engine stay apart.
+func (s *Store) InstanceID(ctx context.Context) (string, error) {
+	v, ok, err := s.Setting(ctx, "", "instance-id")
+	if err != nil || ok {
+		return v, err
+	}
+	b := make([]byte, 6)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("generate instance id: %w", err)
+	}
+	id := hex.EncodeToString(b)
+	if _, err := s.db.ExecContext(ctx, `INSERT INTO global_settings(key, value) VALUES ('instance-id', ?) ON CONFLICT(key) DO NOTHING`, id); err != nil {
+		return "", fmt.Errorf("store instance id: %w", err)
+	}
+	v, _, err = s.Setting(ctx, "", "instance-id")
+	return v, err
 }
