@@ -198,13 +198,12 @@ func (r *Registry) Run(ctx context.Context, argv []string, stdin io.Reader, stdo
 	return 1
 }
 
-// sentence makes an error message read as one sentence.
+// sentence ends an error message as a sentence.
 func sentence(err error) string {
 	s := err.Error()
 	if s == "" {
 		return "failed"
 	}
-	s = strings.ToUpper(s[:1]) + s[1:]
 	if !strings.HasSuffix(s, ".") && !strings.HasSuffix(s, "?") && !strings.HasSuffix(s, "!") {
 		s += "."
 	}

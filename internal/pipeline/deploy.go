@@ -495,11 +495,8 @@ func (p *Pipeline) waitOne(ctx context.Context, c scheduler.Container, say func(
 		if err != nil {
 			return c, err
 		}
-		if !st.Running && !st.Restarting && st.Status != "created" {
+		if st.Restarting || (!st.Running && st.Status != "created") {
 			return c, fmt.Errorf("%s exited with code %d before it was ready", label, st.ExitCode)
-		}
-		if st.Restarting {
-			return c, fmt.Errorf("%s keeps exiting (last exit code %d)", label, st.ExitCode)
 		}
 		c.IP = st.IP
 		if st.Running {

@@ -68,6 +68,13 @@ func (p *Pipeline) Redeploy(ctx context.Context, app, reason, by string, out io.
 	if err != nil {
 		return err
 	}
+	return p.redeploy(ctx, a, cur, env, reason, by, out)
+}
+
+// redeploy releases cur's image and processes with env; the caller holds
+// the app's lock.
+func (p *Pipeline) redeploy(ctx context.Context, a store.App, cur store.Release, env map[string]string, reason, by string, out io.Writer) error {
+	app := a.Name
 	if err := checkCommands(cur.Processes, env); err != nil {
 		return err
 	}
@@ -113,6 +120,15 @@ func (p *Pipeline) Restart(ctx context.Context, app string, out io.Writer) error
 	rel, err := p.currentRelease(ctx, a)
 	if err != nil {
 		return err
+	}
+	env, err := p.store.MergedConfig(ctx, app)
+	if err != nil {
+		return err
+	}
+	if !maps.Equal(env, rel.Env) {
+		// Config changed with --no-restart since this release: restarting
+		// applies it, as a new release.
+		return p.redeploy(ctx, a, rel, env, "ps:restart with changed config", "", out)
 	}
 	ui.Step(out, "Restarting %s (release v%d)", app, rel.Version)
 	if err := p.replace(ctx, a, rel, a.DeploySource, a.SourceMeta, out); err != nil {
