@@ -413,10 +413,15 @@ func (p *Pipeline) Destroy(ctx context.Context, app string, out io.Writer) error
 		return err
 	}
 	defer release()
-	if _, err := p.store.App(ctx, app); err != nil {
+	a, err := p.store.App(ctx, app)
+	if err != nil {
 		return err
 	}
-	if err := p.fire(ctx, out, "pre-delete", app, ImageRepo(app)); err != nil {
+	tag := ImageRepo(app) + ":latest"
+	if a.CurrentRelease > 0 {
+		tag = ImageTag(app, a.CurrentRelease)
+	}
+	if err := p.fire(ctx, out, "pre-delete", app, tag); err != nil {
 		return err
 	}
 	ui.Step(out, "Destroying %s (including all add-ons)", app)
@@ -434,7 +439,7 @@ func (p *Pipeline) Destroy(ctx context.Context, app string, out io.Writer) error
 		return err
 	}
 	p.log.Info("app destroyed", "app", app)
-	return p.fire(ctx, out, "post-delete", app, ImageRepo(app))
+	return p.fire(ctx, out, "post-delete", app, tag)
 }
 
 // Rename renames an app: its stored state, repository and images follow,
