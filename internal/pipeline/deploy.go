@@ -2,11 +2,13 @@ package pipeline
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"maps"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -20,7 +22,9 @@ import (
 	"github.com/docker/docker/pkg/stdcopy"
 	shellwords "github.com/mattn/go-shellwords"
 
+	"github.com/berth-paas/berth/internal/appjson"
 	"github.com/berth-paas/berth/internal/builder/dockerfile"
+	"github.com/berth-paas/berth/internal/checks"
 	"github.com/berth-paas/berth/internal/procfile"
 	"github.com/berth-paas/berth/internal/scheduler"
 	"github.com/berth-paas/berth/internal/store"
@@ -110,16 +114,16 @@ func (p *Pipeline) buildAndDeploy(ctx context.Context, a store.App, dir, rev, re
 	if err != nil {
 		return err
 	}
+	aj, err := readAppJSON(dir, out)
+	if err != nil {
+		return err
+	}
 	if !dockerfile.Detect(dir) {
 		return errors.New("no Dockerfile at the root of the pushed tree: berth builds apps from a Dockerfile")
 	}
 	builder := dockerfile.Name
 	ui.Step(out, "Building %s from Dockerfile", app)
 	if err := p.fire(ctx, out, "pre-build", builder, app, dir); err != nil {
-		return err
-	}
-	env, err := p.store.MergedConfig(ctx, app)
-	if err != nil {
 		return err
 	}
 	iw := ui.NewIndentWriter(out, ui.Indentation)
@@ -138,26 +142,44 @@ func (p *Pipeline) buildAndDeploy(ctx context.Context, a store.App, dir, rev, re
 	if err != nil {
 		return fmt.Errorf("inspect built image: %w", err)
 	}
-	if !hasProcfile {
+	if !hasProcfile || procs["web"] == "" && len(nonRelease(procs)) == 0 {
 		if img.Config == nil || (len(img.Config.Cmd) == 0 && len(img.Config.Entrypoint) == 0) {
-			return errors.New("the image has no CMD or ENTRYPOINT and there is no Procfile: add one of them")
+			return errors.New("the image has no CMD or ENTRYPOINT and the Procfile defines no process: add one of them")
 		}
-		procs = map[string]string{"web": ""}
+		if procs == nil {
+			procs = map[string]string{}
+		}
+		procs["web"] = ""
+	}
+	if err := p.applyAppJSONEnv(ctx, a, aj, out); err != nil {
+		return err
+	}
+	env, err := p.store.MergedConfig(ctx, app)
+	if err != nil {
+		return err
+	}
+	appEnv, err := p.store.Config(ctx, app)
+	if err != nil {
+		return err
 	}
 	if err := checkCommands(procs, env); err != nil {
 		return err
 	}
-	formation, err := p.formationFor(ctx, app, procs)
+	formation, err := p.formationFor(ctx, app, procs, aj)
 	if err != nil {
 		return err
+	}
+	ajRaw, err := json.Marshal(aj)
+	if err != nil {
+		return fmt.Errorf("encode app.json: %w", err)
 	}
 	ui.Step(out, "Releasing %s...", app)
 	if err := p.fire(ctx, out, "pre-release-builder", builder, app, res.ImageID); err != nil {
 		return err
 	}
 	rel, err := p.store.CreateRelease(ctx, store.Release{
-		App: app, ImageID: res.ImageID, GitRev: rev, Env: env, Processes: procs,
-		Formation: formation, Reason: reason, CreatedBy: by,
+		App: app, ImageID: res.ImageID, GitRev: rev, Env: env, AppEnv: appEnv, Processes: procs,
+		Formation: formation, Reason: reason, CreatedBy: by, AppJSON: string(ajRaw),
 	})
 	if err != nil {
 		return err
@@ -172,6 +194,95 @@ func (p *Pipeline) buildAndDeploy(ctx context.Context, a store.App, dir, rev, re
 		return err
 	}
 	return p.deploy(ctx, a, rel, "git", rev, out)
+}
+
+// nonRelease returns the process types other than the release task.
+func nonRelease(procs map[string]string) []string {
+	var out []string
+	for p := range procs {
+		if p != ReleaseProcess {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// ReleaseProcess is the Procfile entry run once per release before the
+// switch; it never runs as a long-lived container.
+const ReleaseProcess = "release"
+
+// readAppJSON reads app.json and the legacy CHECKS file of a source tree;
+// CHECKS becomes the web checks when app.json defines none.
+func readAppJSON(dir string, out io.Writer) (*appjson.AppJSON, error) {
+	aj := &appjson.AppJSON{}
+	data, err := os.ReadFile(filepath.Join(dir, "app.json"))
+	switch {
+	case err == nil:
+		if aj, err = appjson.Parse(data); err != nil {
+			return nil, err
+		}
+	case !errors.Is(err, os.ErrNotExist):
+		return nil, fmt.Errorf("read app.json: %w", err)
+	}
+	data, err = os.ReadFile(filepath.Join(dir, "CHECKS"))
+	switch {
+	case err == nil:
+		checks, err := appjson.ParseChecks(data)
+		if err != nil {
+			return nil, err
+		}
+		if len(aj.Healthchecks["web"]) > 0 {
+			ui.Warn(out, "Deprecated: the CHECKS file is ignored because app.json defines healthchecks for web")
+			break
+		}
+		ui.Warn(out, "Deprecated: the CHECKS file still works but will go away; move its checks to app.json healthchecks.web")
+		if aj.Healthchecks == nil {
+			aj.Healthchecks = map[string][]appjson.Check{}
+		}
+		aj.Healthchecks["web"] = checks
+	case !errors.Is(err, os.ErrNotExist):
+		return nil, fmt.Errorf("read CHECKS: %w", err)
+	}
+	return aj, nil
+}
+
+// applyAppJSONEnv sets the app.json env defaults that the app's config lacks
+// (generated secrets included); a required variable without a value fails.
+func (p *Pipeline) applyAppJSONEnv(ctx context.Context, a store.App, aj *appjson.AppJSON, out io.Writer) error {
+	if len(aj.Env) == 0 {
+		return nil
+	}
+	cur, err := p.store.MergedConfig(ctx, a.Name)
+	if err != nil {
+		return err
+	}
+	set := map[string]string{}
+	for _, k := range ui.SortedKeys(aj.Env) {
+		v := aj.Env[k]
+		if _, ok := cur[k]; ok {
+			continue
+		}
+		switch {
+		case v.Generator == "secret":
+			b := make([]byte, 32)
+			if _, err := rand.Read(b); err != nil {
+				return fmt.Errorf("generate %s: %w", k, err)
+			}
+			set[k] = hex.EncodeToString(b)
+		case v.Value != "":
+			set[k] = v.Value
+		case v.Required == nil || *v.Required:
+			return fmt.Errorf("app.json requires config var %s: set it with config:set %s %s=…", k, a.Name, k)
+		}
+	}
+	if len(set) == 0 {
+		return nil
+	}
+	if err := p.store.UpdateConfig(ctx, a.Name, set, nil, false); err != nil {
+		return err
+	}
+	ui.Step(out, "Setting config vars from app.json: %s", strings.Join(ui.SortedKeys(set), ", "))
+	return nil
 }
 
 func readProcfile(dir string) (map[string]string, bool, error) {
@@ -221,9 +332,10 @@ func splitCommand(cmd string, env map[string]string) ([]string, error) {
 	return args, nil
 }
 
-// formationFor returns the formation of app for the given process types,
-// recording web=1 and 0 for the others the first time a type is seen.
-func (p *Pipeline) formationFor(ctx context.Context, app string, procs map[string]string) (map[string]int, error) {
+// formationFor returns the formation of app for the given process types:
+// app.json formation quantities win; a type seen for the first time gets
+// web=1, others 0. The release task never gets containers.
+func (p *Pipeline) formationFor(ctx context.Context, app string, procs map[string]string, aj *appjson.AppJSON) (map[string]int, error) {
 	cur, err := p.store.Formation(ctx, app)
 	if err != nil {
 		return nil, err
@@ -231,8 +343,16 @@ func (p *Pipeline) formationFor(ctx context.Context, app string, procs map[strin
 	add := map[string]int{}
 	f := map[string]int{}
 	for name := range procs {
+		if name == ReleaseProcess {
+			continue
+		}
 		q, ok := cur[name]
-		if !ok {
+		if fe, set := aj.Formation[name]; set && fe.Quantity != nil {
+			if !ok || q != *fe.Quantity {
+				add[name] = *fe.Quantity
+			}
+			q = *fe.Quantity
+		} else if !ok {
 			q = 0
 			if name == "web" {
 				q = 1
@@ -255,26 +375,50 @@ func (p *Pipeline) failRelease(ctx context.Context, rel store.Release, cause err
 	}
 }
 
-// deploy runs a stored release: pre-deploy, containers, switch, post-deploy.
+// deploy runs a stored release: pre-deploy, the predeploy script and the
+// Procfile release task, containers, checks, switch, postdeploy script,
+// post-deploy trigger, image cleanup.
 func (p *Pipeline) deploy(ctx context.Context, a store.App, rel store.Release, source, meta string, out io.Writer) (err error) {
 	app := a.Name
+	promoted := false
 	defer func() {
-		if err != nil {
+		if err != nil && !promoted {
 			p.failRelease(ctx, rel, err)
 		}
 	}()
+	aj, err := AppJSONOf(rel)
+	if err != nil {
+		return err
+	}
 	tag := ImageTag(app, rel.Version)
 	if err := p.fire(ctx, out, "pre-deploy", app, tag); err != nil {
 		return err
+	}
+	if script := aj.Scripts.Dokku.Predeploy; script != "" {
+		ui.Step(out, "Running predeploy task: %s", script)
+		if err := p.runTask(ctx, rel, "predeploy", script, out); err != nil {
+			return err
+		}
+	}
+	if cmd := rel.Processes[ReleaseProcess]; cmd != "" {
+		ui.Step(out, "Running release task from Procfile: %s", cmd)
+		if err := p.runTask(ctx, rel, ReleaseProcess, cmd, out); err != nil {
+			return err
+		}
 	}
 	ui.Step(out, "Deploying %s (release v%d) via the docker-local scheduler...", app, rel.Version)
 	if err := p.replace(ctx, a, rel, source, meta, out); err != nil {
 		return err
 	}
-	if err := p.store.FinishRelease(ctx, app, rel.Version, store.ReleaseSucceeded, ""); err != nil {
-		return err
-	}
+	promoted = true
 	p.event(ctx, app, "release", "release v%d deployed (%s)", rel.Version, rel.Reason)
+	var postErr error
+	if script := aj.Scripts.Dokku.Postdeploy; script != "" {
+		ui.Step(out, "Running postdeploy task: %s", script)
+		if err := p.runTask(ctx, rel, "postdeploy", script, out); err != nil {
+			postErr = fmt.Errorf("%w (release v%d is serving)", err, rel.Version)
+		}
+	}
 	port, ip := strconv.Itoa(releasePort(rel)), ""
 	if cs, err := p.sched.List(ctx, app); err == nil {
 		for _, c := range cs {
@@ -287,6 +431,7 @@ func (p *Pipeline) deploy(ctx context.Context, a store.App, rel store.Release, s
 	if err := p.fire(ctx, out, "post-deploy", app, port, ip, tag); err != nil {
 		ui.Warn(out, "post-deploy: %v", err)
 	}
+	p.pruneImages(ctx, app, out)
 	urls, err := p.URLs(ctx, app)
 	if err != nil {
 		return err
@@ -299,7 +444,44 @@ func (p *Pipeline) deploy(ctx context.Context, a store.App, rel store.Release, s
 	} else {
 		ui.Section(out, "Application deployed (no web process runs, so no URL)")
 	}
+	return postErr
+}
+
+// runTask runs a deploy task (predeploy, postdeploy, the release process)
+// in a one-off container of rel and fails when it exits non-zero. With a
+// shell in the image the task runs through /bin/sh -c; without one (images
+// FROM scratch) it is split into words like a Procfile command.
+func (p *Pipeline) runTask(ctx context.Context, rel store.Release, kind, script string, out io.Writer) error {
+	cmd, err := p.taskCommand(ctx, rel, script)
+	if err != nil {
+		return fmt.Errorf("%s task: %w", kind, err)
+	}
+	s, err := p.spec(rel, kind, 1)
+	if err != nil {
+		return err
+	}
+	iw := ui.NewIndentWriter(out, ui.Indentation)
+	code, _, err := p.sched.RunOneOff(ctx, scheduler.OneOff{App: rel.App, Release: rel.Version, Image: s.Image, Kind: kind, Cmd: cmd, Env: s.Env}, iw, iw)
+	iw.Flush()
+	if err != nil {
+		return fmt.Errorf("%s task: %w", kind, err)
+	}
+	if code != 0 {
+		return fmt.Errorf("%s task %q exited with code %d", kind, script, code)
+	}
 	return nil
+}
+
+// taskCommand turns a task's command line into argv for rel's image.
+func (p *Pipeline) taskCommand(ctx context.Context, rel store.Release, script string) ([]string, error) {
+	shell, err := p.sched.HasShell(ctx, ImageTag(rel.App, rel.Version))
+	if err != nil {
+		return nil, err
+	}
+	if shell {
+		return []string{"/bin/sh", "-c", script}, nil
+	}
+	return splitCommand(script, rel.Env)
 }
 
 // releasePort is the port web containers of rel listen on.
@@ -362,9 +544,10 @@ func processOrder(rel store.Release, formation map[string]int) []string {
 }
 
 // replace starts rel's containers beside the running ones, waits until they
-// are healthy, records rel as current, switches traffic to them and retires
-// the old containers. On failure the new containers are removed and the old
-// ones keep serving untouched.
+// pass their checks, records rel as current, switches traffic to them and
+// retires the old containers. On failure the new containers are removed and
+// the old ones keep serving untouched. Processes whose checks are disabled
+// are deployed stop-then-start instead (with downtime, as in Dokku).
 func (p *Pipeline) replace(ctx context.Context, a store.App, rel store.Release, source, meta string, out io.Writer) error {
 	app := a.Name
 	old, err := p.sched.List(ctx, app)
@@ -375,17 +558,53 @@ func (p *Pipeline) replace(ctx context.Context, a store.App, rel store.Release, 
 	if err != nil {
 		return err
 	}
+	policy, err := p.Policy(ctx, app)
+	if err != nil {
+		return err
+	}
+	// Stop-then-start: take old containers of processes with checks
+	// disabled out of service first.
+	var keep, stopped []scheduler.Container
+	for _, c := range old {
+		if policy.IsDisabled(c.Process) && c.Running() {
+			stopped = append(stopped, c)
+		} else {
+			keep = append(keep, c)
+		}
+	}
+	if len(stopped) > 0 {
+		ui.Step(out, "Checks are disabled for %s: stopping the old containers first (downtime)", strings.Join(processesOf(stopped), ", "))
+		if err := p.setRoutes(ctx, app, running(keep, "web")); err != nil {
+			return err
+		}
+		for _, c := range stopped {
+			if err := p.sched.Stop(ctx, c.ID, DefaultStopTimeout); err != nil {
+				return err
+			}
+		}
+	}
+	restoreStopped := func() {
+		bg := context.WithoutCancel(ctx)
+		for _, c := range stopped {
+			if err := p.sched.StartExisting(bg, c.ID); err != nil {
+				p.log.Warn("restart old container", "container", c.Name, "err", err)
+			}
+		}
+		if len(stopped) > 0 {
+			p.RefreshRoutesLocked(bg, app)
+		}
+	}
 	taken := map[string]bool{}
 	for _, c := range old {
 		taken[c.Name] = true
 	}
 	var started []scheduler.Container
 	cleanup := func() {
-		if len(started) == 0 {
-			return
+		if len(started) > 0 {
+			ui.Detail(out, "Removing the containers of release v%d", rel.Version)
+			p.removeAll(context.WithoutCancel(ctx), started, 0)
 		}
-		ui.Detail(out, "Removing the containers of release v%d", rel.Version)
-		p.removeAll(context.WithoutCancel(ctx), started, 0)
+		restoreStopped()
 	}
 	for _, proc := range processOrder(rel, formation) {
 		q := formation[proc]
@@ -407,12 +626,12 @@ func (p *Pipeline) replace(ctx context.Context, a store.App, rel store.Release, 
 			started = append(started, c)
 		}
 	}
-	healthy, err := p.waitHealthy(ctx, started, out)
+	healthy, err := p.waitHealthy(ctx, started, rel, policy, out)
 	if err != nil {
 		cleanup()
 		return err
 	}
-	if err := p.store.SetCurrentRelease(ctx, app, rel.Version, source, meta); err != nil {
+	if err := p.store.PromoteRelease(ctx, app, rel.Version, source, meta); err != nil {
 		cleanup()
 		return err
 	}
@@ -424,9 +643,33 @@ func (p *Pipeline) replace(ctx context.Context, a store.App, rel store.Release, 
 	if err := p.setRoutes(ctx, app, healthy); err != nil {
 		return err
 	}
-	p.retire(ctx, old, out)
+	p.retire(ctx, append(keep, stopped...), policy.WaitToRetire, out)
 	p.canonicalise(ctx, healthy)
 	return nil
+}
+
+// running returns the running containers of process among cs.
+func running(cs []scheduler.Container, process string) []scheduler.Container {
+	var out []scheduler.Container
+	for _, c := range cs {
+		if c.Process == process && c.Running() {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func processesOf(cs []scheduler.Container) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, c := range cs {
+		if !seen[c.Process] {
+			seen[c.Process] = true
+			out = append(out, c.Process)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // setRoutes points app's hosts at the web containers among cs.
@@ -445,24 +688,37 @@ func (p *Pipeline) setRoutes(ctx context.Context, app string, cs []scheduler.Con
 	return nil
 }
 
-// waitHealthy waits until every container in cs runs and every web container
-// accepts connections on its port; it returns cs with their IPs filled in.
-func (p *Pipeline) waitHealthy(ctx context.Context, cs []scheduler.Container, out io.Writer) ([]scheduler.Container, error) {
-	ctx, cancel := context.WithTimeout(ctx, DefaultStartTimeout)
+// waitHealthy runs the deploy checks of rel on every container in cs, in
+// parallel, and returns cs with their IPs. The first failure cancels the
+// others; its container's last output is shown.
+func (p *Pipeline) waitHealthy(ctx context.Context, cs []scheduler.Container, rel store.Release, policy CheckPolicy, out io.Writer) ([]scheduler.Container, error) {
+	aj, err := AppJSONOf(rel)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	runner := checks.NewRunner(p.sched)
 	result := make([]scheduler.Container, len(cs))
 	errs := make([]error, len(cs))
 	var wg sync.WaitGroup
 	var mu sync.Mutex
+	say := func(format string, args ...any) {
+		mu.Lock()
+		ui.Detail(out, format, args...)
+		mu.Unlock()
+	}
 	for i, c := range cs {
+		list := checks.Deploy(aj.Healthchecks[c.Process])
+		if policy.IsSkipped(c.Process) || policy.IsDisabled(c.Process) {
+			list = []appjson.Check{{Name: "running (checks skipped)", Uptime: 1}}
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c, err := p.waitOne(ctx, c, func(format string, args ...any) {
-				mu.Lock()
-				ui.Detail(out, format, args...)
-				mu.Unlock()
-			})
+			t := checks.Target{ID: c.ID, Process: c.Process, Index: c.Index, Port: c.Port}
+			ip, err := runner.Run(ctx, t, list, policy.Settings, say)
+			c.IP = ip
 			result[i], errs[i] = c, err
 			if err != nil {
 				cancel()
@@ -481,58 +737,12 @@ func (p *Pipeline) waitHealthy(ctx context.Context, cs []scheduler.Container, ou
 			return nil, err
 		}
 	}
-	return result, nil
-}
-
-// waitOne waits for one container to be running (and, for web, listening).
-func (p *Pipeline) waitOne(ctx context.Context, c scheduler.Container, say func(string, ...any)) (scheduler.Container, error) {
-	label := c.Process + "." + strconv.Itoa(c.Index)
-	start := time.Now()
-	lastSaid := start
-	addr := ""
-	for {
-		st, err := p.sched.Inspect(ctx, c.ID)
-		if err != nil {
-			return c, err
-		}
-		if st.Restarting || (!st.Running && st.Status != "created") {
-			return c, fmt.Errorf("%s exited with code %d before it was ready", label, st.ExitCode)
-		}
-		c.IP = st.IP
-		if st.Running {
-			if c.Process != "web" {
-				// Give other processes a moment to crash on a bad start.
-				if time.Since(st.StartedAt) >= time.Second {
-					say("%s is running", label)
-					return c, nil
-				}
-			} else if st.IP != "" {
-				addr = net.JoinHostPort(st.IP, strconv.Itoa(c.Port))
-				d := net.Dialer{Timeout: time.Second}
-				conn, err := d.DialContext(ctx, "tcp", addr)
-				if err == nil {
-					conn.Close()
-					say("%s is listening on port %d", label, c.Port)
-					return c, nil
-				}
-			}
-		}
-		if time.Since(lastSaid) >= 5*time.Second {
-			lastSaid = time.Now()
-			say("waiting for %s to listen on port %d (%ds)...", label, c.Port, int(time.Since(start).Seconds()))
-		}
-		select {
-		case <-ctx.Done():
-			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				if c.Process == "web" {
-					return c, fmt.Errorf("%s did not listen on port %d within %s (the app must listen on $PORT)", label, c.Port, DefaultStartTimeout)
-				}
-				return c, fmt.Errorf("%s did not start within %s", label, DefaultStartTimeout)
-			}
-			return c, ctx.Err()
-		case <-time.After(100 * time.Millisecond):
+	for _, c := range result {
+		if err := p.sched.Keep(ctx, c.ID); err != nil {
+			return nil, err
 		}
 	}
+	return result, nil
 }
 
 // showLogs prints the last lines a failed container wrote.
@@ -561,7 +771,7 @@ func (p *Pipeline) showLogs(ctx context.Context, c scheduler.Container, out io.W
 
 // retire takes old containers out of service: web targets are drained first
 // (in-flight requests finish), then every container is stopped and removed.
-func (p *Pipeline) retire(ctx context.Context, old []scheduler.Container, out io.Writer) {
+func (p *Pipeline) retire(ctx context.Context, old []scheduler.Container, drain time.Duration, out io.Writer) {
 	if len(old) == 0 {
 		return
 	}
@@ -574,7 +784,7 @@ func (p *Pipeline) retire(ctx context.Context, old []scheduler.Container, out io
 	}
 	ui.Step(out, "Retiring %d old container(s)", len(old))
 	if len(addrs) > 0 {
-		dctx, cancel := context.WithTimeout(ctx, DefaultDrainTimeout)
+		dctx, cancel := context.WithTimeout(ctx, drain)
 		if err := p.router.Drain(dctx, addrs); err != nil {
 			p.log.Warn("drain old targets", "targets", addrs, "err", err)
 		}

@@ -82,9 +82,13 @@ func (p *Pipeline) redeploy(ctx context.Context, a store.App, cur store.Release,
 	if err != nil {
 		return err
 	}
+	appEnv, err := p.store.Config(ctx, app)
+	if err != nil {
+		return err
+	}
 	rel, err := p.store.CreateRelease(ctx, store.Release{
-		App: app, ImageID: cur.ImageID, GitRev: cur.GitRev, Env: env, Processes: cur.Processes,
-		Formation: formation, Reason: reason, CreatedBy: by,
+		App: app, ImageID: cur.ImageID, GitRev: cur.GitRev, Env: env, AppEnv: appEnv, Processes: cur.Processes,
+		Formation: formation, Reason: reason, CreatedBy: by, AppJSON: cur.AppJSON,
 	})
 	if err != nil {
 		return err
@@ -95,11 +99,11 @@ func (p *Pipeline) redeploy(ctx context.Context, a store.App, cur store.Release,
 		return err
 	}
 	if a.Stopped {
-		if err := p.store.SetCurrentRelease(ctx, app, rel.Version, a.DeploySource, a.SourceMeta); err != nil {
+		if err := p.store.PromoteRelease(ctx, app, rel.Version, a.DeploySource, a.SourceMeta); err != nil {
 			return err
 		}
 		ui.Step(out, "Release v%d recorded; %s is stopped, it runs on ps:start", rel.Version, app)
-		return p.store.FinishRelease(ctx, app, rel.Version, store.ReleaseSucceeded, "")
+		return nil
 	}
 	ui.Step(out, "Releasing %s (v%d: %s)...", app, rel.Version, reason)
 	return p.deploy(ctx, a, rel, a.DeploySource, a.SourceMeta, out)
@@ -340,7 +344,11 @@ func (p *Pipeline) converge(ctx context.Context, a store.App, formation map[stri
 			}
 		}
 	}
-	healthy, err := p.waitHealthy(ctx, fresh, out)
+	policy, err := p.Policy(ctx, app)
+	if err != nil {
+		return err
+	}
+	healthy, err := p.waitHealthy(ctx, fresh, rel, policy, out)
 	if err != nil {
 		p.removeAll(context.WithoutCancel(ctx), created, 0)
 		return err
@@ -358,7 +366,7 @@ func (p *Pipeline) converge(ctx context.Context, a store.App, formation map[stri
 		return err
 	}
 	if len(extra) > 0 {
-		p.retire(ctx, extra, out)
+		p.retire(ctx, extra, policy.WaitToRetire, out)
 	}
 	p.canonicalise(ctx, live)
 	return nil
@@ -381,6 +389,11 @@ func (p *Pipeline) RefreshRoutes(ctx context.Context, app string, wait bool) err
 		}
 		defer release()
 	}
+	return p.RefreshRoutesLocked(ctx, app)
+}
+
+// RefreshRoutesLocked is RefreshRoutes for a caller holding app's lock.
+func (p *Pipeline) RefreshRoutesLocked(ctx context.Context, app string) error {
 	a, err := p.store.App(ctx, app)
 	if errors.Is(err, store.ErrNotFound) {
 		p.router.Remove(app)
@@ -509,8 +522,13 @@ func (p *Pipeline) Rename(ctx context.Context, from, to string, out io.Writer) e
 				started = append(started, c)
 			}
 		}
-		healthy, err := p.waitHealthy(ctx, started, out)
+		policy, err := p.Policy(ctx, to)
 		if err != nil {
+			return err
+		}
+		healthy, err := p.waitHealthy(ctx, started, rel, policy, out)
+		if err != nil {
+			p.removeAll(context.WithoutCancel(ctx), started, 0)
 			return err
 		}
 		if err := p.setRoutes(ctx, to, healthy); err != nil {

@@ -129,8 +129,10 @@ func (d *Docker) Start(ctx context.Context, s Spec) (Container, error) {
 	if s.Cmd != nil {
 		cfg.Cmd = s.Cmd
 	}
+	// No restart policy until the container passed its checks (Keep): a
+	// crash during checks then shows its real exit code at once.
 	host := &container.HostConfig{
-		RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyUnlessStopped},
+		RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyDisabled},
 		LogConfig:     container.LogConfig{Type: "json-file", Config: map[string]string{"max-size": "10m", "max-file": "3"}},
 		NetworkMode:   container.NetworkMode(d.network),
 	}
@@ -143,6 +145,16 @@ func (d *Docker) Start(ctx context.Context, s Spec) (Container, error) {
 		return Container{}, fmt.Errorf("start container %s: %w", name, err)
 	}
 	return Container{ID: created.ID, Name: name, App: s.App, Release: s.Release, Process: s.Process, Index: s.Index, Port: s.Port, State: "running", Created: time.Now()}, nil
+}
+
+// Keep gives a container that passed its checks the restart policy
+// unless-stopped, so the engine restarts it after a crash or a reboot.
+func (d *Docker) Keep(ctx context.Context, id string) error {
+	_, err := d.cli.ContainerUpdate(ctx, id, container.UpdateConfig{RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyUnlessStopped}})
+	if err != nil {
+		return fmt.Errorf("set restart policy of %s: %w", shortID(id), err)
+	}
+	return nil
 }
 
 // List returns the containers of app (of every app when app is ""), sorted
@@ -201,7 +213,7 @@ func (d *Docker) Inspect(ctx context.Context, id string) (State, error) {
 	if err != nil {
 		return State{}, fmt.Errorf("inspect container %s: %w", shortID(id), err)
 	}
-	st := State{}
+	st := State{RestartCount: info.RestartCount}
 	if info.State != nil {
 		st.Status = string(info.State.Status)
 		st.Running = info.State.Running
@@ -229,6 +241,8 @@ type State struct {
 	Error      string
 	IP         string
 	StartedAt  time.Time
+	// RestartCount counts restarts by the restart policy.
+	RestartCount int
 }
 
 // StartExisting starts a stopped container.

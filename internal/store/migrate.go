@@ -82,6 +82,12 @@ CREATE TABLE events (
 );
 CREATE INDEX events_app ON events(app, id);
 `,
+	// 2: releases keep their app.json and the app's own config (apart from
+	// the global config merged into env), so a rollback restores both.
+	`
+ALTER TABLE releases ADD COLUMN app_json TEXT NOT NULL DEFAULT '';
+ALTER TABLE releases ADD COLUMN app_env BLOB;
+`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {

@@ -25,6 +25,11 @@ type Release struct {
 	GitRev  string
 	// Env is the app's config (global overlaid with the app's) at release time.
 	Env map[string]string
+	// AppEnv is the app's own config at release time (without the global
+	// config), restored by a rollback.
+	AppEnv map[string]string
+	// AppJSON is the effective app.json of the release (CHECKS folded in).
+	AppJSON string
 	// Processes maps a process type to its command; "" runs the image's CMD.
 	Processes map[string]string
 	Formation map[string]int
@@ -38,15 +43,24 @@ type Release struct {
 	Error      string
 }
 
-const releaseCols = `app, version, image_id, git_rev, env, processes, formation, status, reason, created_by, created_at, finished_at, error`
+const releaseCols = `app, version, image_id, git_rev, env, processes, formation, status, reason, created_by, created_at, finished_at, error, app_json, app_env`
 
 func (s *Store) scanRelease(row interface{ Scan(...any) error }) (Release, error) {
 	var r Release
-	var env []byte
+	var env, appEnv []byte
 	var procs, form string
 	var created, finished int64
-	if err := row.Scan(&r.App, &r.Version, &r.ImageID, &r.GitRev, &env, &procs, &form, &r.Status, &r.Reason, &r.CreatedBy, &created, &finished, &r.Error); err != nil {
+	if err := row.Scan(&r.App, &r.Version, &r.ImageID, &r.GitRev, &env, &procs, &form, &r.Status, &r.Reason, &r.CreatedBy, &created, &finished, &r.Error, &r.AppJSON, &appEnv); err != nil {
 		return r, err
+	}
+	if len(appEnv) > 0 {
+		plain, err := s.crypt.open(appEnv, "release-app-env")
+		if err != nil {
+			return r, fmt.Errorf("release %s v%d app env: %w", r.App, r.Version, err)
+		}
+		if err := json.Unmarshal(plain, &r.AppEnv); err != nil {
+			return r, fmt.Errorf("release %s v%d app env: %w", r.App, r.Version, err)
+		}
 	}
 	r.CreatedAt, r.FinishedAt = fromMillis(created), fromMillis(finished)
 	plain, err := s.crypt.open(env, "release-env")
@@ -72,9 +86,14 @@ func (s *Store) CreateRelease(ctx context.Context, r Release) (Release, error) {
 	if err != nil {
 		return r, fmt.Errorf("encode release env: %w", err)
 	}
+	appEnv, err := json.Marshal(r.AppEnv)
+	if err != nil {
+		return r, fmt.Errorf("encode release env: %w", err)
+	}
 	procs, _ := json.Marshal(r.Processes)
 	form, _ := json.Marshal(r.Formation)
 	sealed := s.crypt.seal(env, "release-env")
+	sealedApp := s.crypt.seal(appEnv, "release-app-env")
 	r.Status = ReleaseDeploying
 	ts := now()
 	r.CreatedAt = fromMillis(ts)
@@ -82,8 +101,8 @@ func (s *Store) CreateRelease(ctx context.Context, r Release) (Release, error) {
 		if err := t.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) + 1 FROM releases WHERE app = ?`, r.App).Scan(&r.Version); err != nil {
 			return err
 		}
-		_, err := t.ExecContext(ctx, `INSERT INTO releases(`+releaseCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, '')`,
-			r.App, r.Version, r.ImageID, r.GitRev, sealed, string(procs), string(form), r.Status, r.Reason, r.CreatedBy, ts)
+		_, err := t.ExecContext(ctx, `INSERT INTO releases(`+releaseCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, '', ?, ?)`,
+			r.App, r.Version, r.ImageID, r.GitRev, sealed, string(procs), string(form), r.Status, r.Reason, r.CreatedBy, ts, r.AppJSON, sealedApp)
 		return err
 	})
 	if err != nil {
@@ -99,6 +118,21 @@ func (s *Store) FinishRelease(ctx context.Context, app string, version int, stat
 		return fmt.Errorf("finish release %s v%d: %w", app, version, err)
 	}
 	return nil
+}
+
+// PromoteRelease makes version the app's serving release and records it as
+// succeeded, in one transaction: after a crash the store never names a
+// release current that did not pass its checks.
+func (s *Store) PromoteRelease(ctx context.Context, app string, version int, source, meta string) error {
+	return s.tx(ctx, func(t *sql.Tx) error {
+		if _, err := t.ExecContext(ctx, `UPDATE releases SET status = ?, error = '', finished_at = ? WHERE app = ? AND version = ?`, ReleaseSucceeded, now(), app, version); err != nil {
+			return fmt.Errorf("promote release %s v%d: %w", app, version, err)
+		}
+		if _, err := t.ExecContext(ctx, `UPDATE apps SET current_release = ?, deploy_source = ?, source_meta = ? WHERE name = ?`, version, source, meta, app); err != nil {
+			return fmt.Errorf("promote release %s v%d: %w", app, version, err)
+		}
+		return nil
+	})
 }
 
 // Release returns one release, or ErrNotFound.
