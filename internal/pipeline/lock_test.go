@@ -240,19 +240,6 @@ func TestLockWaitCanceled(t *testing.T) {
 	}
 }
 
-func TestLockCanceledContextWhenFree(t *testing.T) {
-	// A free lock is taken even with a done context: the wait is what a
-	// context cancels.
-	l := newLocks()
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	rel, _, err := l.acquire(ctx, "shop", "", nil)
-	if err != nil {
-		t.Fatalf("acquire of a free lock with a done context = %v", err)
-	}
-	rel()
-}
-
 func TestTryAcquire(t *testing.T) {
 	l := newLocks()
 	rel, ok := l.tryAcquire("shop")
@@ -312,7 +299,7 @@ func TestLockMutualExclusion(t *testing.T) {
 }
 
 func TestPipelineLocked(t *testing.T) {
-	p := &Pipeline{locks: *newLocks()}
+	p := &Pipeline{locks: locks{m: map[string]*appLock{}}}
 	if p.Locked("shop") {
 		t.Fatal("Locked before any lock")
 	}

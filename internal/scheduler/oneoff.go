@@ -85,7 +85,7 @@ func (d *Docker) RunOneOff(ctx context.Context, o OneOff, stdout, stderr io.Writ
 	name := fmt.Sprintf("%s.%s.%d", o.App, o.Kind, time.Now().UnixNano()%1_000_000_000)
 	cfg := &container.Config{
 		Image: o.Image, Cmd: o.Cmd, Env: o.Env,
-		Labels: map[string]string{LabelOneOff: o.App, LabelRelease: strconv.Itoa(o.Release), LabelInstance: d.instance, "berth.kind": o.Kind},
+		Labels:    map[string]string{LabelOneOff: o.App, LabelRelease: strconv.Itoa(o.Release), LabelInstance: d.instance, "berth.kind": o.Kind},
 		OpenStdin: o.Stdin != nil, StdinOnce: o.Stdin != nil, AttachStdin: o.Stdin != nil,
 		AttachStdout: !o.Detach, AttachStderr: !o.Detach,
 	}
