@@ -309,8 +309,10 @@ func TestRenameAndDestroy(t *testing.T) {
 	if imgs := docker(t, "images", "-q", "berth/"+to); imgs != "" {
 		t.Errorf("images remain: %s", imgs)
 	}
-	if imgs := docker(t, "images", "-q", "--filter", "label=berth.app="+app); imgs != "" {
-		t.Errorf("untagged build images remain: %s", imgs)
+	for _, name := range []string{app, to} {
+		if imgs := docker(t, "images", "-q", "--filter", "label=berth.image.app="+name); imgs != "" {
+			t.Errorf("build images of %s remain: %s", name, imgs)
+		}
 	}
 	if code, _ := s.get(host(to), "/"); code != 404 {
 		t.Errorf("destroyed app answers %d", code)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/berth-paas/berth/internal/pipeline"
 	"github.com/berth-paas/berth/internal/store"
+	"github.com/berth-paas/berth/internal/ui"
 	"github.com/berth-paas/berth/internal/validate"
 )
 
@@ -33,6 +34,10 @@ func New(d *Deps) *Registry {
 	h.registerLogs(r)
 	h.registerKeys(r)
 	h.registerGit(r)
+	h.registerChecks(r)
+	h.registerReleases(r)
+	h.registerRun(r)
+	h.registerEvents(r)
 	r.AddNamespace("version", "Print berth's version")
 	r.Add(&Command{Name: "version", Help: "Print berth's version", MaxArgs: 0, Run: func(ctx context.Context, c *Call) error {
 		fmt.Fprintf(c.Stdout, "berth %s\n", d.Version)
@@ -54,6 +59,31 @@ func (h *handlers) app(ctx context.Context, name string) (store.App, error) {
 		return a, fmt.Errorf("app %s does not exist", name)
 	}
 	return a, err
+}
+
+// appsArg returns the app named by the optional first argument, or every
+// app when there is none.
+func (h *handlers) appsArg(ctx context.Context, c *Call) ([]store.App, error) {
+	if len(c.Args) > 0 {
+		a, err := h.app(ctx, c.Args[0])
+		if err != nil {
+			return nil, err
+		}
+		return []store.App{a}, nil
+	}
+	return h.Store.Apps(ctx)
+}
+
+// emitJSON prints the report of the app named on the command line, or the
+// list of every app's reports.
+func emitJSON[T any](c *Call, reports []T) error {
+	if len(c.Args) > 0 && len(reports) == 1 {
+		return ui.JSON(c.Stdout, reports[0])
+	}
+	if reports == nil {
+		reports = []T{}
+	}
+	return ui.JSON(c.Stdout, reports)
 }
 
 // formatFlag is the --format flag of list and report commands.

@@ -29,7 +29,7 @@ type Call struct {
 	Command *Command
 	// Args are the positional arguments after flags were taken out.
 	Args   []string
-	flags  map[string]string
+	flags  map[string][]string
 	Stdin  io.Reader
 	Stdout io.Writer
 	Stderr io.Writer
@@ -39,14 +39,20 @@ type Call struct {
 	Env map[string]string
 }
 
-// Flag returns the value of a flag taking a value ("" when absent).
-func (c *Call) Flag(name string) string { return c.flags[name] }
+// Flag returns the (last) value of a flag taking a value ("" when absent).
+func (c *Call) Flag(name string) string {
+	v := c.flags[name]
+	if len(v) == 0 {
+		return ""
+	}
+	return v[len(v)-1]
+}
+
+// Flags returns every value given to a repeatable flag, in order.
+func (c *Call) Flags(name string) []string { return c.flags[name] }
 
 // Bool reports whether a boolean flag was given.
 func (c *Call) Bool(name string) bool { _, ok := c.flags[name]; return ok }
-
-// Has reports whether a flag was given at all.
-func (c *Call) Has(name string) bool { _, ok := c.flags[name]; return ok }
 
 // Flag declares a flag of a command.
 type Flag struct {
@@ -67,6 +73,9 @@ type Command struct {
 	// MinArgs and MaxArgs bound the positional arguments; MaxArgs < 0 means
 	// no limit.
 	MinArgs, MaxArgs int
+	// FlagsFirst stops flag parsing at the first positional argument, so a
+	// command line passed through (run APP ls -la) keeps its own flags.
+	FlagsFirst bool
 	// LocalOnly commands are refused over SSH and HTTP.
 	LocalOnly bool
 	// Hidden commands are not listed in help.
@@ -220,7 +229,7 @@ func quoteArg(s string) string {
 // parseArgs separates flags from positional arguments. Flags may appear
 // anywhere before "--": --name, --name=value, --name value, -x, -x value.
 func parseArgs(cmd *Command, args []string, call *Call) error {
-	call.flags = map[string]string{}
+	call.flags = map[string][]string{}
 	byLong := map[string]Flag{"help": {Name: "help"}}
 	byShort := map[string]Flag{}
 	for _, f := range cmd.Flags {
@@ -255,6 +264,10 @@ func parseArgs(cmd *Command, args []string, call *Call) error {
 			}
 		default:
 			pos = append(pos, a)
+			if cmd.FlagsFirst {
+				pos = append(pos, args[i+1:]...)
+				i = len(args)
+			}
 			continue
 		}
 		if f.Value {
@@ -265,12 +278,12 @@ func parseArgs(cmd *Command, args []string, call *Call) error {
 				i++
 				val = args[i]
 			}
-			call.flags[f.Name] = val
+			call.flags[f.Name] = append(call.flags[f.Name], val)
 		} else {
 			if hasVal {
 				return fmt.Errorf("flag --%s takes no value", f.Name)
 			}
-			call.flags[f.Name] = "true"
+			call.flags[f.Name] = []string{"true"}
 		}
 	}
 	if call.Bool("help") {

@@ -60,18 +60,49 @@ func TestParseArgs(t *testing.T) {
 			if !reflect.DeepEqual(call.Args, tc.pos) {
 				t.Errorf("Args = %q, want %q", call.Args, tc.pos)
 			}
-			if !reflect.DeepEqual(call.flags, tc.flags) {
-				t.Errorf("flags = %v, want %v", call.flags, tc.flags)
-			}
-			for name, v := range tc.flags {
-				if !call.Has(name) || !call.Bool(name) || call.Flag(name) != v {
-					t.Errorf("accessors for %s: Has=%v Bool=%v Flag=%q", name, call.Has(name), call.Bool(name), call.Flag(name))
+			for _, name := range []string{"force", "num", "format", "help"} {
+				v, set := tc.flags[name]
+				if call.Bool(name) != set || call.Flag(name) != v {
+					t.Errorf("flag %s: Bool=%v Flag=%q, want set=%v value %q", name, call.Bool(name), call.Flag(name), set, v)
 				}
 			}
-			if _, set := tc.flags["force"]; !set && call.Bool("force") {
-				t.Error("Bool(force) true without --force")
-			}
 		})
+	}
+}
+
+func TestParseArgsRepeatedFlag(t *testing.T) {
+	call := &Call{}
+	if err := parseArgs(parseCmd(), []string{"-n", "1", "app", "--num=2", "--num", "3"}, call); err != nil {
+		t.Fatal(err)
+	}
+	if got := call.Flags("num"); !reflect.DeepEqual(got, []string{"1", "2", "3"}) {
+		t.Fatalf("Flags(num) = %q, want every value in order", got)
+	}
+	if call.Flag("num") != "3" {
+		t.Fatalf("Flag(num) = %q, want the last value", call.Flag("num"))
+	}
+	if got := call.Flags("format"); len(got) != 0 {
+		t.Fatalf("Flags(format) = %q for an absent flag", got)
+	}
+}
+
+func TestParseArgsFlagsFirst(t *testing.T) {
+	cmd := &Command{Name: "run", MinArgs: 1, MaxArgs: -1, FlagsFirst: true, Flags: []Flag{{Name: "env", Short: "e", Value: true}, {Name: "detach", Short: "d"}}}
+	call := &Call{}
+	if err := parseArgs(cmd, []string{"-d", "--env", "A=1", "shop", "ls", "-la", "--env", "x", "--"}, call); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"shop", "ls", "-la", "--env", "x", "--"}; !reflect.DeepEqual(call.Args, want) {
+		t.Fatalf("Args = %q, want %q (flags after the first argument belong to it)", call.Args, want)
+	}
+	if !call.Bool("detach") || call.Flag("env") != "A=1" {
+		t.Fatalf("leading flags: detach=%v env=%q", call.Bool("detach"), call.Flag("env"))
+	}
+	// Without FlagsFirst the same flags anywhere are parsed.
+	cmd.FlagsFirst = false
+	call = &Call{}
+	if err := parseArgs(cmd, []string{"shop", "--env", "B=2"}, call); err != nil || call.Flag("env") != "B=2" || len(call.Args) != 1 {
+		t.Fatalf("without FlagsFirst: %q %q %v", call.Args, call.Flag("env"), err)
 	}
 }
 

@@ -129,7 +129,7 @@ func (p *Pipeline) buildAndDeploy(ctx context.Context, a store.App, dir, rev, re
 	iw := ui.NewIndentWriter(out, ui.Indentation)
 	res, err := p.builder.Build(ctx, dockerfile.Options{
 		App: app, Dir: dir,
-		Labels: map[string]string{"berth.app": app},
+		Labels: map[string]string{LabelImageApp: app},
 	}, iw)
 	iw.Flush()
 	if err != nil {
@@ -195,6 +195,10 @@ func (p *Pipeline) buildAndDeploy(ctx context.Context, a store.App, dir, rev, re
 	}
 	return p.deploy(ctx, a, rel, "git", rev, out)
 }
+
+// LabelImageApp labels the images built for an app. (Not berth.app:
+// containers inherit image labels, and berth.app marks process containers.)
+const LabelImageApp = "berth.image.app"
 
 // nonRelease returns the process types other than the release task.
 func nonRelease(procs map[string]string) []string {
@@ -412,6 +416,7 @@ func (p *Pipeline) deploy(ctx context.Context, a store.App, rel store.Release, s
 	}
 	promoted = true
 	p.event(ctx, app, "release", "release v%d deployed (%s)", rel.Version, rel.Reason)
+	p.SyncCron(ctx, app)
 	var postErr error
 	if script := aj.Scripts.Dokku.Postdeploy; script != "" {
 		ui.Step(out, "Running postdeploy task: %s", script)
@@ -825,7 +830,7 @@ func (p *Pipeline) canonicalise(ctx context.Context, cs []scheduler.Container) {
 // builds).
 func (p *Pipeline) removeImages(ctx context.Context, app string) {
 	ids := map[string]bool{}
-	for _, key := range []string{"reference=" + ImageRepo(app), "label=berth.app=" + app} {
+	for _, key := range []string{"reference=" + ImageRepo(app), "label=" + LabelImageApp + "=" + app} {
 		k, v, _ := strings.Cut(key, "=")
 		f := filtersArgs(k, v)
 		list, err := p.docker.ImageList(ctx, image.ListOptions{All: true, Filters: f})

@@ -153,6 +153,19 @@ func TestLockTokenReentry(t *testing.T) {
 		t.Fatal("a released holder's token took the lock of the next holder")
 	}
 	r2()
+
+	// A stale token on a free lock takes the lock for real.
+	r3, tok3, err := l.acquire(ctx, "shop", tok, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok3 == tok {
+		t.Fatal("a released holder's token was accepted as holding the lock")
+	}
+	if _, ok := l.tryAcquire("shop"); ok {
+		t.Fatal("acquire with a stale token returned without taking the lock")
+	}
+	r3()
 }
 
 func TestLockWaiterProceedsAfterRelease(t *testing.T) {

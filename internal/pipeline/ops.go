@@ -158,7 +158,17 @@ func (p *Pipeline) Scale(ctx context.Context, app string, want map[string]int, o
 		if err != nil {
 			return err
 		}
+		aj, err := AppJSONOf(rel)
+		if err != nil {
+			return err
+		}
 		for proc := range want {
+			if proc == ReleaseProcess {
+				return errors.New("the release process runs once per deploy; it cannot be scaled")
+			}
+			if f, ok := aj.Formation[proc]; ok && f.Quantity != nil {
+				return fmt.Errorf("the app.json of %s sets the formation of %s: change it there", app, proc)
+			}
 			if _, ok := rel.Processes[proc]; !ok {
 				return fmt.Errorf("process type %s is not defined by release v%d of %s (it defines: %s)", proc, rel.Version, app, strings.Join(ui.SortedKeys(rel.Processes), ", "))
 			}
@@ -452,6 +462,7 @@ func (p *Pipeline) Destroy(ctx context.Context, app string, out io.Writer) error
 		return err
 	}
 	p.log.Info("app destroyed", "app", app)
+	p.SyncCron(ctx, app)
 	return p.fire(ctx, out, "post-delete", app, tag)
 }
 
@@ -539,6 +550,8 @@ func (p *Pipeline) Rename(ctx context.Context, from, to string, out io.Writer) e
 	}
 	p.removeAll(ctx, old, DefaultStopTimeout)
 	p.event(ctx, to, "rename", "renamed from %s", from)
+	p.SyncCron(ctx, from)
+	p.SyncCron(ctx, to)
 	return nil
 }
 

@@ -57,6 +57,7 @@ type Pipeline struct {
 	opts     Options
 	log      *slog.Logger
 	locks    locks
+	cron     cronTable
 }
 
 // New assembles a pipeline.

@@ -108,6 +108,14 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return fmt.Errorf("reconcile containers: %w", err)
 	}
 
+	if err := sched.RemoveStaleOneOffs(ctx); err != nil {
+		log.Warn("remove stale one-off containers", "err", err)
+	}
+	if err := pipe.StartCron(ctx); err != nil {
+		httpLn.Close()
+		return fmt.Errorf("start cron: %w", err)
+	}
+
 	sockLn, err := rpc.Listen(SocketPath(dataDir))
 	if err != nil {
 		httpLn.Close()

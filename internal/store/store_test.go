@@ -694,6 +694,39 @@ func TestInstanceIDStable(t *testing.T) {
 	}
 }
 
+func TestInstanceIDConcurrentFirstUse(t *testing.T) {
+	ctx := context.Background()
+	for round := 0; round < 5; round++ {
+		st, _, _ := testStore(t)
+		const n = 8
+		ids := make([]string, n)
+		errs := make([]error, n)
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				ids[i], errs[i] = st.InstanceID(ctx)
+			}()
+		}
+		close(start)
+		wg.Wait()
+		for i := range ids {
+			if errs[i] != nil {
+				t.Fatal(errs[i])
+			}
+			if ids[i] != ids[0] {
+				t.Fatalf("concurrent first calls of InstanceID disagree: %q", ids)
+			}
+		}
+		if final, _ := st.InstanceID(ctx); final != ids[0] {
+			t.Fatalf("InstanceID = %q after concurrent calls returned %q", final, ids[0])
+		}
+	}
+}
+
 func TestSettings(t *testing.T) {
 	ctx := context.Background()
 	st, _, _ := testStore(t)
