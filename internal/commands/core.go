@@ -43,7 +43,6 @@ func New(d *Deps) *Registry {
 		fmt.Fprintf(c.Stdout, "berth %s\n", d.Version)
 		return nil
 	}})
-	r.AddNamespace("help", "Show help for a namespace or a command")
 	return r
 }
 

@@ -174,7 +174,7 @@ func (r *Registry) Run(ctx context.Context, argv []string, stdin io.Reader, stdo
 	call := &Call{Command: cmd, Stdin: stdin, Stdout: stdout, Stderr: stderr, Caller: caller, Env: env}
 	if err := parseArgs(cmd, argv[1:], call); err != nil {
 		ui.Warn(stderr, "%s", err)
-		ui.Warn(stderr, "Usage: berth %s %s", cmd.Name, cmd.Usage)
+		ui.Warn(stderr, "Usage: berth %s", strings.TrimSpace(cmd.Name+" "+cmd.Usage))
 		return 1
 	}
 	if call.Bool("help") {
@@ -188,14 +188,14 @@ func (r *Registry) Run(ctx context.Context, argv []string, stdin io.Reader, stdo
 	var ee *ExitError
 	if errors.As(err, &ee) {
 		if ee.Msg != "" {
-			ui.Warn(stderr, "%s", ee.Msg)
+			ui.Warn(stderr, "%s", sentence(ee))
 		}
 		return ee.Code
 	}
 	var ue *UsageError
 	if errors.As(err, &ue) {
 		ui.Warn(stderr, "%s", ue.Msg)
-		ui.Warn(stderr, "Usage: berth %s %s", cmd.Name, cmd.Usage)
+		ui.Warn(stderr, "Usage: berth %s", strings.TrimSpace(cmd.Name+" "+cmd.Usage))
 		return 1
 	}
 	if ctx.Err() != nil {
@@ -342,12 +342,18 @@ func (r *Registry) help(topic string, caller Caller, stdout, stderr io.Writer) i
 		}
 		return 0
 	}
-	if c, ok := r.cmds[topic]; ok && !c.Hidden {
+	ns, isNS := r.namespaces[topic]
+	visible := 0
+	for _, c := range cmds {
+		if namespaceOf(c.Name) == topic {
+			visible++
+		}
+	}
+	if c, ok := r.cmds[topic]; ok && !c.Hidden && (!isNS || visible <= 1) {
 		r.commandHelp(c, stdout)
 		return 0
 	}
-	ns, ok := r.namespaces[topic]
-	if !ok {
+	if !isNS || visible == 0 {
 		ui.Warn(stderr, "No help for %s: it is neither a namespace nor a command. See 'berth help'.", quoteArg(topic))
 		return 1
 	}

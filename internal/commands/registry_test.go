@@ -191,7 +191,7 @@ func TestRunExitCodes(t *testing.T) {
 	}
 
 	code, _, errOut = run(r, localCaller, nil, "t:exit")
-	if code != 42 || errOut != " !     custom failure\n" {
+	if code != 42 || errOut != " !     custom failure.\n" {
 		t.Fatalf("ExitError: %d %q", code, errOut)
 	}
 	code, _, errOut = run(r, localCaller, nil, "t:silent")
@@ -199,7 +199,7 @@ func TestRunExitCodes(t *testing.T) {
 		t.Fatalf("ExitError without message: %d %q", code, errOut)
 	}
 	code, _, errOut = run(r, localCaller, nil, "t:wrapped")
-	if code != 9 || errOut != " !     inner\n" {
+	if code != 9 || errOut != " !     inner.\n" {
 		t.Fatalf("wrapped ExitError: %d %q", code, errOut)
 	}
 

@@ -330,6 +330,9 @@ func splitCommand(cmd string, env map[string]string) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot split command %q: %w", cmd, err)
 	}
+	if parser.Position >= 0 {
+		return nil, fmt.Errorf("command %q uses shell syntax (;, &&, |, redirection) but runs without a shell: write /bin/sh -c '…' if the image has a shell", cmd)
+	}
 	if len(args) == 0 {
 		return nil, fmt.Errorf("command %q is empty", cmd)
 	}
@@ -417,11 +420,13 @@ func (p *Pipeline) deploy(ctx context.Context, a store.App, rel store.Release, s
 	promoted = true
 	p.event(ctx, app, "release", "release v%d deployed (%s)", rel.Version, rel.Reason)
 	p.SyncCron(ctx, app)
-	var postErr error
 	if script := aj.Scripts.Dokku.Postdeploy; script != "" {
 		ui.Step(out, "Running postdeploy task: %s", script)
 		if err := p.runTask(ctx, rel, "postdeploy", script, out); err != nil {
-			postErr = fmt.Errorf("%w (release v%d is serving)", err, rel.Version)
+			// The release already serves: the deploy stands, the failure
+			// is reported and recorded.
+			ui.Warn(out, "%v (release v%d is serving)", err, rel.Version)
+			p.event(ctx, app, "postdeploy-failed", "postdeploy of v%d failed: %v", rel.Version, err)
 		}
 	}
 	port, ip := strconv.Itoa(releasePort(rel)), ""
@@ -441,15 +446,19 @@ func (p *Pipeline) deploy(ctx context.Context, a store.App, rel store.Release, s
 	if err != nil {
 		return err
 	}
-	if _, hasWeb := rel.Processes["web"]; hasWeb && rel.Formation["web"] > 0 && len(urls) > 0 {
+	_, hasWeb := rel.Processes["web"]
+	switch {
+	case !hasWeb || rel.Formation["web"] == 0:
+		ui.Section(out, "Application deployed (no web process runs, so no URL)")
+	case len(urls) == 0:
+		ui.Section(out, "Application deployed (it has no domain yet: add one with domains:add)")
+	default:
 		ui.Section(out, "Application deployed:")
 		for _, u := range urls {
 			ui.Detail(out, "%s", u)
 		}
-	} else {
-		ui.Section(out, "Application deployed (no web process runs, so no URL)")
 	}
-	return postErr
+	return nil
 }
 
 // runTask runs a deploy task (predeploy, postdeploy, the release process)

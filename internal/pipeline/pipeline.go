@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/docker/docker/client"
@@ -187,7 +188,9 @@ func (p *Pipeline) URLs(ctx context.Context, app string) ([]string, error) {
 	}
 	urls := make([]string, 0, len(hosts))
 	for _, h := range hosts {
-		urls = append(urls, "http://"+h+port)
+		if !strings.HasPrefix(h, "*.") {
+			urls = append(urls, "http://"+h+port)
+		}
 	}
 	return urls, nil
 }

@@ -175,7 +175,7 @@ func TestCallStreamsOutputAndExitCode(t *testing.T) {
 	}
 
 	code, stdout, stderr := call(t, sock, strings.NewReader(""), "t:exit")
-	if code != 7 || stdout != "before exit\n" || stderr != " !     seven\n" {
+	if code != 7 || stdout != "before exit\n" || stderr != " !     seven.\n" {
 		t.Fatalf("t:exit = %d %q %q", code, stdout, stderr)
 	}
 	code, _, stderr = call(t, sock, strings.NewReader(""), "t:nope")

@@ -172,6 +172,9 @@ func (d *Docker) List(ctx context.Context, app string) ([]Container, error) {
 	}
 	out := make([]Container, 0, len(list))
 	for _, c := range list {
+		if c.Labels[LabelApp] == "" || c.Labels["berth.kind"] != "" {
+			continue // a one-off container
+		}
 		rel, _ := strconv.Atoi(c.Labels[LabelRelease])
 		idx, _ := strconv.Atoi(c.Labels[LabelIndex])
 		port, _ := strconv.Atoi(c.Labels[LabelPort])

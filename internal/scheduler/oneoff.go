@@ -85,7 +85,9 @@ func (d *Docker) RunOneOff(ctx context.Context, o OneOff, stdout, stderr io.Writ
 	name := fmt.Sprintf("%s.%s.%d", o.App, o.Kind, time.Now().UnixNano()%1_000_000_000)
 	cfg := &container.Config{
 		Image: o.Image, Cmd: o.Cmd, Env: o.Env,
-		Labels:    map[string]string{LabelOneOff: o.App, LabelRelease: strconv.Itoa(o.Release), LabelInstance: d.instance, "berth.kind": o.Kind},
+		// LabelApp is blanked: images may carry it, and one-offs must never
+		// count as the app's process containers.
+		Labels:    map[string]string{LabelOneOff: o.App, LabelApp: "", LabelRelease: strconv.Itoa(o.Release), LabelInstance: d.instance, "berth.kind": o.Kind},
 		OpenStdin: o.Stdin != nil, StdinOnce: o.Stdin != nil, AttachStdin: o.Stdin != nil,
 		AttachStdout: !o.Detach, AttachStderr: !o.Detach,
 	}
@@ -153,7 +155,7 @@ func (d *Docker) RunOneOff(ctx context.Context, o OneOff, stdout, stderr io.Writ
 // HasShell reports whether image has /bin/sh (images FROM scratch do not).
 func (d *Docker) HasShell(ctx context.Context, image string) (bool, error) {
 	created, err := d.cli.ContainerCreate(ctx, &container.Config{Image: image, Cmd: []string{"/bin/sh"},
-		Labels: map[string]string{LabelInstance: d.instance, "berth.kind": "probe"}}, &container.HostConfig{NetworkMode: "none"}, nil, nil, "")
+		Labels: map[string]string{LabelApp: "", LabelInstance: d.instance, "berth.kind": "probe"}}, &container.HostConfig{NetworkMode: "none"}, nil, nil, "")
 	if err != nil {
 		return false, fmt.Errorf("probe image: %w", err)
 	}

@@ -19,7 +19,7 @@ import (
 	"time"
 
 	gliderssh "github.com/gliderlabs/ssh"
-	shellwords "github.com/mattn/go-shellwords"
+	"github.com/kballard/go-shellquote"
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/berth-paas/berth/internal/commands"
@@ -121,7 +121,9 @@ func (s *Server) handle(sess gliderssh.Session) {
 	ctx := sess.Context()
 	keyName, _ := ctx.Value(ctxKey{}).(string)
 	caller := commands.Caller{Name: keyName}
-	args, err := shellwords.Parse(sess.RawCommand())
+	// Split like a shell would split words, but take no operator (;, &,
+	// |) as syntax: a value such as a=1&b=2 stays one argument.
+	args, err := shellquote.Split(sess.RawCommand())
 	if err != nil {
 		ui.Warn(sess.Stderr(), "Cannot parse the command: %v.", err)
 		sess.Exit(1)
