@@ -302,8 +302,11 @@ func TestHelp(t *testing.T) {
 			t.Errorf("help config lacks %s", c)
 		}
 	}
-	if strings.Contains(s.mustBerth("help", "git"), "git:hook") {
+	if out, _ := s.berth("help", "git"); strings.Contains(out, "git:hook") {
 		t.Error("hidden command listed")
+	}
+	if out := s.mustBerth("help", "run"); !strings.Contains(out, "run:detached") {
+		t.Errorf("help run should list the run namespace:\n%s", out)
 	}
 	out, code := s.ssh("", "git:hook", "x")
 	if code == 0 || !strings.Contains(out, "can only be run on the server") {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/berth-paas/berth/internal/store"
 	"github.com/berth-paas/berth/internal/ui"
@@ -39,6 +41,9 @@ func (h *handlers) appsCreate(ctx context.Context, c *Call) error {
 	name := c.Args[0]
 	if err := validate.AppName(name); err != nil {
 		return err
+	}
+	if _, err := h.Store.App(ctx, name); err == nil {
+		return fmt.Errorf("name %s is already taken", name)
 	}
 	ui.Step(c.Stdout, "Creating %s...", name)
 	err := h.Pipeline.CreateApp(ctx, name, c.Stdout)
@@ -121,7 +126,7 @@ func (h *handlers) appsSet(ctx context.Context, c *Call) error {
 		return fmt.Errorf("unknown apps setting %q (known: disable-autocreation)", key)
 	}
 	if value != "" && !contains(allowed, value) {
-		return fmt.Errorf("invalid value %q for %s (use %v)", value, key, allowed)
+		return fmt.Errorf("invalid value %q for %s (use %s)", value, key, strings.Join(allowed, " or "))
 	}
 	if err := h.Store.SetSetting(ctx, "", key, value); err != nil {
 		return err
@@ -145,14 +150,14 @@ func contains(list []string, s string) bool {
 
 // appReport is what apps:report shows for one app.
 type appReport struct {
-	Name                 string `json:"name"`
-	CreatedAt            string `json:"created-at"`
-	DeploySource         string `json:"deploy-source"`
-	DeploySourceMetadata string `json:"deploy-source-metadata"`
-	Dir                  string `json:"dir"`
-	Locked               bool   `json:"locked"`
-	CurrentRelease       string `json:"current-release"`
-	Stopped              bool   `json:"stopped"`
+	Name                 string    `json:"name"`
+	CreatedAt            time.Time `json:"created-at"`
+	DeploySource         string    `json:"deploy-source"`
+	DeploySourceMetadata string    `json:"deploy-source-metadata"`
+	Dir                  string    `json:"dir"`
+	Locked               bool      `json:"locked"`
+	CurrentRelease       string    `json:"current-release"`
+	Stopped              bool      `json:"stopped"`
 }
 
 func (h *handlers) appsReport(ctx context.Context, c *Call) error {
@@ -177,7 +182,7 @@ func (h *handlers) appsReport(ctx context.Context, c *Call) error {
 			rel = "v" + strconv.Itoa(a.CurrentRelease)
 		}
 		reports = append(reports, appReport{
-			Name: a.Name, CreatedAt: a.CreatedAt.Format("2006-01-02T15:04:05Z07:00"), DeploySource: a.DeploySource,
+			Name: a.Name, CreatedAt: a.CreatedAt, DeploySource: a.DeploySource,
 			DeploySourceMetadata: a.SourceMeta, Dir: h.Pipeline.RepoPath(a.Name), Locked: h.Pipeline.Locked(a.Name),
 			CurrentRelease: rel, Stopped: a.Stopped,
 		})
@@ -189,12 +194,12 @@ func (h *handlers) appsReport(ctx context.Context, c *Call) error {
 		return ui.JSON(c.Stdout, reports)
 	}
 	if len(reports) == 0 {
-		ui.Warn(c.Stderr, "You haven't deployed any applications yet")
+		ui.Warn(c.Stderr, "There are no apps yet")
 	}
 	for _, r := range reports {
 		ui.Section(c.Stdout, "%s app information", r.Name)
 		ui.Fields(c.Stdout, []ui.Field{
-			{Key: "App created at", Value: r.CreatedAt},
+			{Key: "App created at", Value: r.CreatedAt.Format(time.RFC3339)},
 			{Key: "App current release", Value: r.CurrentRelease},
 			{Key: "App deploy source", Value: r.DeploySource},
 			{Key: "App deploy source metadata", Value: r.DeploySourceMetadata},

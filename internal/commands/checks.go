@@ -52,12 +52,18 @@ func processArg(args []string) ([]string, error) {
 }
 
 // updateList adds or removes procs in the stored process list key of app.
+// Removing some processes from "_all_" keeps the app's other process types.
 func (h *handlers) updateList(ctx context.Context, app, key string, procs []string, add bool) error {
 	v, _, err := h.Store.Setting(ctx, app, key)
 	if err != nil {
 		return err
 	}
 	cur := pipeline.ProcessList(v)
+	if !add && contains(cur, pipeline.AllProcesses) && !contains(procs, pipeline.AllProcesses) {
+		if cur, err = h.processTypes(ctx, app); err != nil {
+			return err
+		}
+	}
 	var next []string
 	switch {
 	case add && contains(procs, pipeline.AllProcesses):
@@ -79,6 +85,26 @@ func (h *handlers) updateList(ctx context.Context, app, key string, procs []stri
 		}
 	}
 	return h.Store.SetSetting(ctx, app, key, strings.Join(next, ","))
+}
+
+// processTypes lists the process types of app's current release (the
+// release task aside).
+func (h *handlers) processTypes(ctx context.Context, app string) ([]string, error) {
+	a, err := h.Store.App(ctx, app)
+	if err != nil || a.CurrentRelease == 0 {
+		return nil, err
+	}
+	rel, err := h.Store.Release(ctx, app, a.CurrentRelease)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, p := range ui.SortedKeys(rel.Processes) {
+		if p != pipeline.ReleaseProcess {
+			out = append(out, p)
+		}
+	}
+	return out, nil
 }
 
 func describe(procs []string) string {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"io"
 	"sort"
 	"strings"
 
@@ -31,7 +32,7 @@ func (h *handlers) registerConfig(r *Registry) {
 		MaxArgs: 1, Flags: []Flag{globalFlag, mergedFlag, formatFlag}, Run: h.configShow})
 	r.Add(&Command{Name: "config:keys", Usage: "[--merged] (<app>|--global)", Help: "List config var names",
 		MaxArgs: 1, Flags: []Flag{globalFlag, mergedFlag}, Run: h.configKeys})
-	r.Add(&Command{Name: "config:export", Usage: "[--format exports|envfile|docker-args|shell|json|json-list] [--merged] (<app>|--global)", Help: "Export config vars for a shell or a file",
+	r.Add(&Command{Name: "config:export", Usage: "[--format exports|envfile|docker-args|docker-args-keys|shell|pretty|json|json-list] [--merged] (<app>|--global)", Help: "Export config vars for a shell or a file",
 		MaxArgs: 1, Flags: []Flag{globalFlag, mergedFlag, {Name: "format", Value: true, Help: "exports (default), envfile, docker-args, docker-args-keys, shell, pretty, json, json-list"}}, Run: h.configExport})
 }
 
@@ -159,11 +160,15 @@ func (h *handlers) configClear(ctx context.Context, c *Call) error {
 // afterConfigChange fires post-config-update and redeploys the app unless
 // --no-restart (global changes apply at each app's next deploy).
 func (h *handlers) afterConfigChange(ctx context.Context, c *Call, app, action string, keys []string) error {
-	args := append([]string{app, action}, keys...)
+	target := app
+	if app == "" {
+		target = "--global"
+	}
+	args := append([]string{target, action}, keys...)
 	if out, err := h.Pipeline.Triggers().Fire(ctx, "post-config-update", args...); err != nil {
 		ui.Warn(c.Stderr, "Failure while triggering post-config-update: %v", err)
 	} else if out != "" {
-		fmt.Fprint(c.Stdout, out)
+		io.WriteString(ui.NewIndentWriter(c.Stdout, ui.Indentation), strings.TrimRight(out, "\n")+"\n")
 	}
 	if app == "" {
 		ui.Detail(c.Stdout, "Global config applies to each app at its next deploy or restart")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/berth-paas/berth/internal/store"
@@ -87,8 +88,10 @@ func (h *handlers) changeDomains(ctx context.Context, c *Call, action string, cl
 	}
 	args := append([]string{a.Name, action}, add...)
 	args = append(args, remove...)
-	if _, err := h.Pipeline.Triggers().Fire(ctx, "post-domains-update", args...); err != nil {
+	if out, err := h.Pipeline.Triggers().Fire(ctx, "post-domains-update", args...); err != nil {
 		ui.Warn(c.Stderr, "post-domains-update: %v", err)
+	} else if out != "" {
+		io.WriteString(ui.NewIndentWriter(c.Stdout, ui.Indentation), strings.TrimRight(out, "\n")+"\n")
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/berth-paas/berth/internal/ui"
 )
@@ -35,13 +36,13 @@ func (h *handlers) events(ctx context.Context, c *Call) error {
 	}
 	if asJSON {
 		type event struct {
-			At      string `json:"at"`
-			Kind    string `json:"kind"`
-			Message string `json:"message"`
+			At      time.Time `json:"at"`
+			Kind    string    `json:"kind"`
+			Message string    `json:"message"`
 		}
 		out := []event{}
 		for _, e := range evs {
-			out = append(out, event{e.At.Format("2006-01-02T15:04:05.000Z"), e.Kind, e.Message})
+			out = append(out, event{e.At, e.Kind, e.Message})
 		}
 		return ui.JSON(c.Stdout, out)
 	}

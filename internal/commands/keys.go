@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 
@@ -85,10 +86,10 @@ func (h *handlers) keysAdd(ctx context.Context, c *Call) error {
 }
 
 type keyReport struct {
-	Name        string `json:"name"`
-	Fingerprint string `json:"fingerprint"`
-	Type        string `json:"type"`
-	CreatedAt   string `json:"created-at"`
+	Name        string    `json:"name"`
+	Fingerprint string    `json:"fingerprint"`
+	Type        string    `json:"type"`
+	CreatedAt   time.Time `json:"created-at"`
 }
 
 func (h *handlers) keysList(ctx context.Context, c *Call) error {
@@ -106,7 +107,7 @@ func (h *handlers) keysList(ctx context.Context, c *Call) error {
 			continue
 		}
 		typ, _, _ := strings.Cut(k.PublicKey, " ")
-		out = append(out, keyReport{Name: k.Name, Fingerprint: k.Fingerprint, Type: typ, CreatedAt: k.CreatedAt.Format("2006-01-02T15:04:05Z07:00")})
+		out = append(out, keyReport{Name: k.Name, Fingerprint: k.Fingerprint, Type: typ, CreatedAt: k.CreatedAt})
 	}
 	if asJSON {
 		return ui.JSON(c.Stdout, out)

@@ -75,6 +75,9 @@ func (h *handlers) psScale(ctx context.Context, c *Call) error {
 		}
 		want[proc] = n
 	}
+	if err := h.Pipeline.CheckScale(ctx, a, want); err != nil {
+		return err
+	}
 	ui.Step(c.Stdout, "Scaling %s processes: %s", a.Name, pipeline.FormatFormation(want))
 	if c.Bool("skip-deploy") {
 		return h.Store.SetFormation(ctx, a.Name, want)
@@ -197,7 +200,7 @@ func (h *handlers) psReport(ctx context.Context, c *Call) error {
 		return ui.JSON(c.Stdout, reports)
 	}
 	if len(reports) == 0 {
-		ui.Warn(c.Stderr, "You haven't deployed any applications yet")
+		ui.Warn(c.Stderr, "There are no apps yet")
 	}
 	for _, r := range reports {
 		ui.Section(c.Stdout, "%s ps information", r.App)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/berth-paas/berth/internal/pipeline"
 	"github.com/berth-paas/berth/internal/ui"
@@ -70,14 +71,14 @@ func (h *handlers) cronList(ctx context.Context, c *Call) error {
 	}
 	if asJSON {
 		type job struct {
-			ID       string `json:"id"`
-			Schedule string `json:"schedule"`
-			Command  string `json:"command"`
-			Next     string `json:"next"`
+			ID       string    `json:"id"`
+			Schedule string    `json:"schedule"`
+			Command  string    `json:"command"`
+			Next     time.Time `json:"next"`
 		}
 		out := []job{}
 		for _, j := range jobs {
-			out = append(out, job{j.ID, j.Schedule, j.Command, j.Next.Format("2006-01-02T15:04:05Z")})
+			out = append(out, job{j.ID, j.Schedule, j.Command, j.Next})
 		}
 		return ui.JSON(c.Stdout, out)
 	}

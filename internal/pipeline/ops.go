@@ -131,7 +131,8 @@ func (p *Pipeline) Restart(ctx context.Context, app string, out io.Writer) error
 	}
 	if !maps.Equal(env, rel.Env) {
 		// Config changed with --no-restart since this release: restarting
-		// applies it, as a new release.
+		// applies it, as a new release (and starts a stopped app).
+		a.Stopped = false
 		return p.redeploy(ctx, a, rel, env, "ps:restart with changed config", "", out)
 	}
 	ui.Step(out, "Restarting %s (release v%d)", app, rel.Version)
@@ -153,26 +154,8 @@ func (p *Pipeline) Scale(ctx context.Context, app string, want map[string]int, o
 	if err != nil {
 		return err
 	}
-	if a.CurrentRelease != 0 {
-		rel, err := p.currentRelease(ctx, a)
-		if err != nil {
-			return err
-		}
-		aj, err := AppJSONOf(rel)
-		if err != nil {
-			return err
-		}
-		for proc := range want {
-			if proc == ReleaseProcess {
-				return errors.New("the release process runs once per deploy; it cannot be scaled")
-			}
-			if f, ok := aj.Formation[proc]; ok && f.Quantity != nil {
-				return fmt.Errorf("the app.json of %s sets the formation of %s: change it there", app, proc)
-			}
-			if _, ok := rel.Processes[proc]; !ok {
-				return fmt.Errorf("process type %s is not defined by release v%d of %s (it defines: %s)", proc, rel.Version, app, strings.Join(ui.SortedKeys(rel.Processes), ", "))
-			}
-		}
+	if err := p.CheckScale(ctx, a, want); err != nil {
+		return err
 	}
 	formation, err := p.store.Formation(ctx, app)
 	if err != nil {
@@ -188,6 +171,37 @@ func (p *Pipeline) Scale(ctx context.Context, app string, want map[string]int, o
 		return err
 	}
 	p.event(ctx, app, "scale", "scaled to %s", FormatFormation(formation))
+	return nil
+}
+
+// CheckScale refuses a scale of process types the current release does not
+// define, of the release task, and of types app.json fixes.
+func (p *Pipeline) CheckScale(ctx context.Context, a store.App, want map[string]int) error {
+	app := a.Name
+	for proc := range want {
+		if proc == ReleaseProcess {
+			return errors.New("the release process runs once per deploy; it cannot be scaled")
+		}
+	}
+	if a.CurrentRelease == 0 {
+		return nil
+	}
+	rel, err := p.currentRelease(ctx, a)
+	if err != nil {
+		return err
+	}
+	aj, err := AppJSONOf(rel)
+	if err != nil {
+		return err
+	}
+	for proc := range want {
+		if f, ok := aj.Formation[proc]; ok && f.Quantity != nil {
+			return fmt.Errorf("the app.json of %s sets the formation of %s: change it there", app, proc)
+		}
+		if _, ok := rel.Processes[proc]; !ok {
+			return fmt.Errorf("process type %s is not defined by release v%d of %s (it defines: %s)", proc, rel.Version, app, strings.Join(ui.SortedKeys(rel.Processes), ", "))
+		}
+	}
 	return nil
 }
 
@@ -447,7 +461,7 @@ func (p *Pipeline) Destroy(ctx context.Context, app string, out io.Writer) error
 	if err := p.fire(ctx, out, "pre-delete", app, tag); err != nil {
 		return err
 	}
-	ui.Step(out, "Destroying %s (including all add-ons)", app)
+	ui.Step(out, "Destroying %s", app)
 	p.router.Remove(app)
 	cs, err := p.sched.List(ctx, app)
 	if err != nil {
@@ -466,8 +480,10 @@ func (p *Pipeline) Destroy(ctx context.Context, app string, out io.Writer) error
 	return p.fire(ctx, out, "post-delete", app, tag)
 }
 
-// Rename renames an app: its stored state, repository and images follow,
-// and its current release is redeployed under the new name.
+// Rename renames an app. Its current release is started under the new name
+// first (health-checked); only then do the stored state, repository, image
+// tags and routes move, and the old containers are drained and removed. If
+// the new containers fail, nothing has changed.
 func (p *Pipeline) Rename(ctx context.Context, from, to string, out io.Writer) error {
 	releaseFrom, _, err := p.locks.acquire(ctx, from, "", out)
 	if err != nil {
@@ -483,75 +499,103 @@ func (p *Pipeline) Rename(ctx context.Context, from, to string, out io.Writer) e
 	if err != nil {
 		return err
 	}
+	if _, err := p.store.App(ctx, to); err == nil {
+		return store.ErrExists
+	}
 	old, err := p.sched.List(ctx, from)
 	if err != nil {
 		return err
 	}
-	ui.Step(out, "Renaming %s to %s", from, to)
-	if err := p.store.RenameApp(ctx, from, to); err != nil {
-		return err
-	}
-	if _, err := os.Stat(p.RepoPath(from)); err == nil {
-		if err := os.Rename(p.RepoPath(from), p.RepoPath(to)); err != nil {
-			return fmt.Errorf("move repository: %w", err)
-		}
-	}
-	rels, err := p.store.Releases(ctx, to)
+	rels, err := p.store.Releases(ctx, from)
 	if err != nil {
 		return err
 	}
-	for _, r := range rels {
-		if err := p.docker.ImageTag(ctx, r.ImageID, ImageTag(to, r.Version)); err != nil && !scheduler.IsNotFound(err) {
-			return fmt.Errorf("tag image of release v%d: %w", r.Version, err)
-		}
-		if _, err := p.docker.ImageRemove(ctx, ImageTag(from, r.Version), image.RemoveOptions{}); err != nil && !scheduler.IsNotFound(err) {
-			p.log.Warn("remove old image tag", "tag", ImageTag(from, r.Version), "err", err)
+	ui.Step(out, "Renaming %s to %s", from, to)
+	var newTags []string
+	undoTags := func() {
+		for _, t := range newTags {
+			p.docker.ImageRemove(context.WithoutCancel(ctx), t, image.RemoveOptions{})
 		}
 	}
-	p.router.Remove(from)
-	a.Name = to
+	for _, r := range rels {
+		if _, err := p.docker.ImageInspect(ctx, ImageTag(from, r.Version)); err != nil {
+			continue // pruned
+		}
+		if err := p.docker.ImageTag(ctx, ImageTag(from, r.Version), ImageTag(to, r.Version)); err != nil {
+			undoTags()
+			return fmt.Errorf("tag image of release v%d: %w", r.Version, err)
+		}
+		newTags = append(newTags, ImageTag(to, r.Version))
+	}
+	var healthy []scheduler.Container
+	policy, err := p.Policy(ctx, from)
+	if err != nil {
+		undoTags()
+		return err
+	}
 	if a.CurrentRelease != 0 && !a.Stopped {
 		rel, err := p.currentRelease(ctx, a)
 		if err != nil {
+			undoTags()
 			return err
 		}
-		formation, err := p.store.Formation(ctx, to)
+		formation, err := p.store.Formation(ctx, from)
 		if err != nil {
+			undoTags()
 			return err
 		}
+		rel.App = to
 		var started []scheduler.Container
+		fail := func(err error) error {
+			p.removeAll(context.WithoutCancel(ctx), started, 0)
+			undoTags()
+			return err
+		}
 		for _, proc := range processOrder(rel, formation) {
+			ui.Step(out, "Starting %s (count=%d) as %s", proc, formation[proc], to)
 			for i := 1; i <= formation[proc]; i++ {
 				s, err := p.spec(rel, proc, i)
 				if err != nil {
-					return err
+					return fail(err)
 				}
 				c, err := p.sched.Start(ctx, s)
 				if err != nil {
-					return err
+					return fail(err)
 				}
 				started = append(started, c)
 			}
 		}
-		policy, err := p.Policy(ctx, to)
-		if err != nil {
-			return err
+		if healthy, err = p.waitHealthy(ctx, started, rel, policy, out); err != nil {
+			return fail(err)
 		}
-		healthy, err := p.waitHealthy(ctx, started, rel, policy, out)
-		if err != nil {
-			p.removeAll(context.WithoutCancel(ctx), started, 0)
-			return err
-		}
-		if err := p.setRoutes(ctx, to, healthy); err != nil {
-			return err
-		}
-	} else if err := p.setRoutes(ctx, to, nil); err != nil {
+	}
+	if err := p.store.RenameApp(ctx, from, to); err != nil {
+		p.removeAll(context.WithoutCancel(ctx), healthy, 0)
+		undoTags()
 		return err
 	}
-	p.removeAll(ctx, old, DefaultStopTimeout)
+	if _, err := os.Stat(p.RepoPath(from)); err == nil {
+		if err := os.Rename(p.RepoPath(from), p.RepoPath(to)); err != nil {
+			p.log.Error("move repository after rename", "from", from, "to", to, "err", err)
+			ui.Warn(out, "could not move the git repository: %v", err)
+		}
+	}
+	if err := p.setRoutes(ctx, to, healthy); err != nil {
+		return err
+	}
+	p.router.Remove(from)
+	p.retire(ctx, old, policy.WaitToRetire, out)
+	for _, r := range rels {
+		if _, err := p.docker.ImageRemove(ctx, ImageTag(from, r.Version), image.RemoveOptions{}); err != nil && !scheduler.IsNotFound(err) {
+			p.log.Warn("remove old image tag", "tag", ImageTag(from, r.Version), "err", err)
+		}
+	}
 	p.event(ctx, to, "rename", "renamed from %s", from)
 	p.SyncCron(ctx, from)
 	p.SyncCron(ctx, to)
+	if err := p.fire(ctx, out, "post-app-rename", from, to); err != nil {
+		ui.Warn(out, "post-app-rename: %v", err)
+	}
 	return nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"strings"
 
 	"github.com/docker/docker/api/types/image"
 
@@ -150,6 +151,6 @@ func (p *Pipeline) pruneImages(ctx context.Context, app string, out io.Writer) {
 		removed = append(removed, fmt.Sprintf("v%d", r.Version))
 	}
 	if len(removed) > 0 && out != nil {
-		ui.Detail(out, "Removed images of old releases: %v (keeping %d)", removed, keep)
+		ui.Detail(out, "Removed the images of old releases %s (keeping %d)", strings.Join(removed, ", "), keep)
 	}
 }

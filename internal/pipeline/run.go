@@ -147,6 +147,12 @@ func (p *Pipeline) SyncCron(ctx context.Context, app string) {
 
 func (p *Pipeline) runCron(app string, e appjson.CronEntry) {
 	ctx := context.Background()
+	if a, err := p.store.App(ctx, app); err != nil || a.Stopped {
+		if err == nil {
+			p.event(ctx, app, "cron", "cron %s (%s) skipped: the app is stopped", e.ID(), e.Command)
+		}
+		return
+	}
 	var out strings.Builder
 	code, _, err := p.Run(ctx, RunOptions{App: app, Cmd: []string{e.Command}, Shell: true, Kind: "cron"}, &out, &out)
 	switch {

@@ -883,3 +883,18 @@ func BenchmarkServeHTTPParallel(b *testing.B) {
 		}
 	})
 }
+
+func TestWildcardHost(t *testing.T) {
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "wild") }))
+	defer backend.Close()
+	r := New(Options{})
+	r.Set("w", []string{"*.example.test", "exact.example.test"}, []string{strings.TrimPrefix(backend.URL, "http://")})
+	for host, want := range map[string]int{"a.example.test": 200, "B.example.test:80": 200, "exact.example.test": 200, "a.b.example.test": 404, "example.test": 404} {
+		req := httptest.NewRequest("GET", "http://"+host+"/", nil)
+		rec := httptest.NewRecorder()
+		r.ServeHTTP(rec, req)
+		if rec.Code != want {
+			t.Errorf("%s: %d, want %d", host, rec.Code, want)
+		}
+	}
+}

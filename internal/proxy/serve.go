@@ -45,9 +45,16 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 // slip through to a target that is being drained.
 func (r *Router) acquire(host string) (*appState, *target) {
 	for attempt := 1; ; attempt++ {
-		app := r.table.Load().hosts[host]
+		tbl := r.table.Load()
+		app := tbl.hosts[host]
 		if app == nil {
-			return nil, nil
+			// A wildcard domain (*.example.com) matches one more label.
+			if i := strings.IndexByte(host, '.'); i > 0 {
+				app = tbl.hosts["*"+host[i:]]
+			}
+			if app == nil {
+				return nil, nil
+			}
 		}
 		if len(app.targets) == 0 {
 			return app, nil

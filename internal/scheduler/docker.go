@@ -291,7 +291,7 @@ func (d *Docker) Rename(ctx context.Context, id, name string) error {
 // LogOptions select what Logs returns.
 type LogOptions struct {
 	Follow bool
-	// Tail is the number of lines from the end; 0 means all.
+	// Tail is the number of lines from the end; negative means all.
 	Tail  int
 	Since time.Time
 }
@@ -300,7 +300,7 @@ type LogOptions struct {
 // timestamped), to be split with stdcopy.
 func (d *Docker) Logs(ctx context.Context, id string, o LogOptions) (io.ReadCloser, error) {
 	opts := container.LogsOptions{ShowStdout: true, ShowStderr: true, Timestamps: true, Follow: o.Follow}
-	if o.Tail > 0 {
+	if o.Tail >= 0 {
 		opts.Tail = strconv.Itoa(o.Tail)
 	}
 	if !o.Since.IsZero() {

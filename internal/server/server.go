@@ -54,6 +54,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir %s: %w", dataDir, err)
 	}
+	if err := os.Chmod(dataDir, 0o700); err != nil {
+		return fmt.Errorf("restrict data dir %s: %w", dataDir, err)
+	}
+	if cfg.HTTPAddr == "" {
+		return errors.New("--http-addr is required (the proxy's address, e.g. :80)")
+	}
 	st, err := store.Open(ctx, filepath.Join(dataDir, "berth.db"), filepath.Join(dataDir, "config.key"))
 	if err != nil {
 		return err
@@ -151,7 +157,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return nil
 	})
 	if cfg.HTTPSAddr != "" {
-		log.Warn("HTTPS is not served yet: this version has no certificate support, so --https-addr is ignored", "https-addr", cfg.HTTPSAddr)
+		log.Info("HTTPS is not served yet: this version has no certificate support, so --https-addr is ignored", "https-addr", cfg.HTTPSAddr)
 	}
 	if cfg.SSHAddr != "" {
 		ssh := &sshd.Server{Store: st, Registry: reg, Pipeline: pipe, DataDir: dataDir, Logger: log}

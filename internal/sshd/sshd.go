@@ -46,9 +46,21 @@ type Server struct {
 // HostSigner returns the server's host key, generating and storing an
 // ed25519 key on first use.
 func HostSigner(ctx context.Context, st *store.Store) (gossh.Signer, error) {
-	v, ok, err := st.Setting(ctx, "", "ssh-host-key")
+	v, ok, err := st.SecretSetting(ctx, "ssh-host-key")
 	if err != nil {
 		return nil, err
+	}
+	if !ok {
+		// Earlier versions kept the key unsealed: seal it, keep the identity.
+		if plain, found, err := st.Setting(ctx, "", "ssh-host-key"); err == nil && found {
+			if err := st.SetSecretSetting(ctx, "ssh-host-key", plain); err != nil {
+				return nil, err
+			}
+			if err := st.SetSetting(ctx, "", "ssh-host-key", ""); err != nil {
+				return nil, err
+			}
+			v, ok = plain, true
+		}
 	}
 	if !ok {
 		_, priv, err := ed25519.GenerateKey(rand.Reader)
@@ -60,7 +72,7 @@ func HostSigner(ctx context.Context, st *store.Store) (gossh.Signer, error) {
 			return nil, fmt.Errorf("encode SSH host key: %w", err)
 		}
 		v = string(pem.EncodeToMemory(block))
-		if err := st.SetSetting(ctx, "", "ssh-host-key", v); err != nil {
+		if err := st.SetSecretSetting(ctx, "ssh-host-key", v); err != nil {
 			return nil, err
 		}
 	}

@@ -48,8 +48,9 @@ func newSealer(keyPath string) (*sealer, error) {
 	return &sealer{aead: aead}, nil
 }
 
-// seal encrypts plain; additional binds the ciphertext to its row (e.g. the
-// app and key) so values cannot be swapped between rows.
+// seal encrypts plain; additional binds the ciphertext to what it is (the
+// config key name, "release-env"…) so a value cannot pass for another kind.
+// It does not name the app, so rows survive apps:rename.
 func (s *sealer) seal(plain []byte, additional string) []byte {
 	nonce := make([]byte, s.aead.NonceSize(), s.aead.NonceSize()+len(plain)+s.aead.Overhead())
 	if _, err := rand.Read(nonce); err != nil {

@@ -48,6 +48,34 @@ func (s *Store) SetSetting(ctx context.Context, app, key, value string) error {
 	return nil
 }
 
+// SecretSetting is Setting for a global value sealed at rest (a private
+// key, say).
+func (s *Store) SecretSetting(ctx context.Context, key string) (string, bool, error) {
+	var v []byte
+	err := s.db.QueryRowContext(ctx, `SELECT value FROM global_settings WHERE key = ?`, "sealed:"+key).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("read setting %s: %w", key, err)
+	}
+	plain, err := s.crypt.open(v, "setting:"+key)
+	if err != nil {
+		return "", false, fmt.Errorf("read setting %s: %w", key, err)
+	}
+	return string(plain), true, nil
+}
+
+// SetSecretSetting stores a global value sealed at rest.
+func (s *Store) SetSecretSetting(ctx context.Context, key, value string) error {
+	sealed := s.crypt.seal([]byte(value), "setting:"+key)
+	_, err := s.db.ExecContext(ctx, `INSERT INTO global_settings(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`, "sealed:"+key, sealed)
+	if err != nil {
+		return fmt.Errorf("write setting %s: %w", key, err)
+	}
+	return nil
+}
+
 // Formation returns how many containers of each process type app wants.
 func (s *Store) Formation(ctx context.Context, app string) (map[string]int, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT process, quantity FROM formation WHERE app = ?`, app)
