@@ -32,8 +32,23 @@ const (
 	// defaultUptime is how long a non-web process without checks must keep
 	// running.
 	defaultUptime = time.Second
-	pollInterval  = 100 * time.Millisecond
+	// Polls start fast (most apps are up within tens of milliseconds) and
+	// slow down to maxPoll.
+	firstPoll = 5 * time.Millisecond
+	maxPoll   = 100 * time.Millisecond
 )
+
+// poller yields growing intervals: 5 ms, 10 ms, 20 ms… up to maxPoll.
+type poller struct{ next time.Duration }
+
+func (p *poller) wait(ctx context.Context) error {
+	if p.next == 0 {
+		p.next = firstPoll
+	}
+	d := p.next
+	p.next = min(p.next*2, maxPoll)
+	return sleep(ctx, d)
+}
 
 // Engine is what checks need from the container engine.
 type Engine interface {
@@ -208,6 +223,7 @@ func needsPort(list []appjson.Check) bool {
 // waitRunning waits until the container runs and has an address.
 func (r *Runner) waitRunning(ctx context.Context, t Target, limit time.Duration) (scheduler.State, error) {
 	deadline := time.Now().Add(limit)
+	var pl poller
 	for {
 		st, err := r.Engine.Inspect(ctx, t.ID)
 		if err != nil {
@@ -222,7 +238,7 @@ func (r *Runner) waitRunning(ctx context.Context, t Target, limit time.Duration)
 		if time.Now().After(deadline) {
 			return st, fmt.Errorf("%s did not start within %s", t.Label(), limit)
 		}
-		if err := sleep(ctx, pollInterval); err != nil {
+		if err := pl.wait(ctx); err != nil {
 			return st, err
 		}
 	}
@@ -241,6 +257,7 @@ func (r *Runner) alive(ctx context.Context, t Target, st scheduler.State) error 
 }
 
 func (r *Runner) uptime(ctx context.Context, t Target, st scheduler.State, d time.Duration, say Say) error {
+	var pl poller
 	for {
 		if err := r.alive(ctx, t, st); err != nil {
 			return err
@@ -249,7 +266,7 @@ func (r *Runner) uptime(ctx context.Context, t Target, st scheduler.State, d tim
 			say("%s has been running for %s", t.Label(), d)
 			return nil
 		}
-		if err := sleep(ctx, pollInterval); err != nil {
+		if err := pl.wait(ctx); err != nil {
 			return err
 		}
 	}
@@ -289,7 +306,7 @@ func (r *Runner) waitListening(ctx context.Context, t Target, ip string, port in
 	}, "tcp://"+addr)
 }
 
-// poll runs try every pollInterval until it passes, the container dies or
+// poll runs try, at growing intervals, until it passes, the container dies or
 // limit passes, printing a progress line every 5 seconds.
 func (r *Runner) poll(ctx context.Context, t Target, limit time.Duration, what string, say Say, try func(context.Context) (bool, string), url string) error {
 	st, err := r.Engine.Inspect(ctx, t.ID)
@@ -299,6 +316,7 @@ func (r *Runner) poll(ctx context.Context, t Target, limit time.Duration, what s
 	start := time.Now()
 	lastSaid := start
 	last := ""
+	var pl poller
 	for {
 		ok, msg := try(ctx)
 		if ok {
@@ -315,7 +333,7 @@ func (r *Runner) poll(ctx context.Context, t Target, limit time.Duration, what s
 			lastSaid = time.Now()
 			say("waiting for %s to %s (%ds)...", t.Label(), what, int(time.Since(start).Seconds()))
 		}
-		if err := sleep(ctx, pollInterval); err != nil {
+		if err := pl.wait(ctx); err != nil {
 			return err
 		}
 	}

@@ -51,7 +51,7 @@ func (p *Pipeline) DeployGit(ctx context.Context, d GitDeploy, out io.Writer) er
 		return err
 	}
 	defer release()
-	return p.deployRev(ctx, d.App, d.Rev, d.GitEnv, "git push", d.By, out)
+	return p.deployRev(withPhases(ctx, "receive"), d.App, d.Rev, d.GitEnv, "git push", d.By, out)
 }
 
 // Rebuild rebuilds the git revision of app's current release and deploys it.
@@ -72,7 +72,7 @@ func (p *Pipeline) Rebuild(ctx context.Context, app, by string, out io.Writer) e
 	if rel.GitRev == "" {
 		return fmt.Errorf("app %s has no git deploy to rebuild: push it first", app)
 	}
-	return p.deployRev(ctx, app, rel.GitRev, nil, "ps:rebuild", by, out)
+	return p.deployRev(withPhases(ctx, "receive"), app, rel.GitRev, nil, "ps:rebuild", by, out)
 }
 
 func (p *Pipeline) deployRev(ctx context.Context, app, rev string, gitEnv []string, reason, by string, out io.Writer) error {
@@ -122,6 +122,7 @@ func (p *Pipeline) buildAndDeploy(ctx context.Context, a store.App, dir, rev, re
 		return errors.New("no Dockerfile at the root of the pushed tree: berth builds apps from a Dockerfile")
 	}
 	builder := dockerfile.Name
+	phase(ctx, "build")
 	ui.Step(out, "Building %s from Dockerfile", app)
 	if err := p.fire(ctx, out, "pre-build", builder, app, dir); err != nil {
 		return err
@@ -173,6 +174,7 @@ func (p *Pipeline) buildAndDeploy(ctx context.Context, a store.App, dir, rev, re
 	if err != nil {
 		return fmt.Errorf("encode app.json: %w", err)
 	}
+	phase(ctx, "release")
 	ui.Step(out, "Releasing %s...", app)
 	if err := p.fire(ctx, out, "pre-release-builder", builder, app, res.ImageID); err != nil {
 		return err
@@ -413,11 +415,13 @@ func (p *Pipeline) deploy(ctx context.Context, a store.App, rel store.Release, s
 			return err
 		}
 	}
+	phase(ctx, "start")
 	ui.Step(out, "Deploying %s (release v%d) via the docker-local scheduler...", app, rel.Version)
 	if err := p.replace(ctx, a, rel, source, meta, out); err != nil {
 		return err
 	}
 	promoted = true
+	phase(ctx, "post-deploy")
 	p.event(ctx, app, "release", "release v%d deployed (%s)", rel.Version, rel.Reason)
 	p.SyncCron(ctx, app)
 	if script := aj.Scripts.Dokku.Postdeploy; script != "" {
@@ -445,6 +449,9 @@ func (p *Pipeline) deploy(ctx context.Context, a store.App, rel store.Release, s
 	urls, err := p.URLs(ctx, app)
 	if err != nil {
 		return err
+	}
+	if took := phaseSummary(ctx); took != "" {
+		ui.Step(out, "Deployed in %s", took)
 	}
 	_, hasWeb := rel.Processes["web"]
 	switch {
@@ -564,6 +571,7 @@ func processOrder(rel store.Release, formation map[string]int) []string {
 // are deployed stop-then-start instead (with downtime, as in Dokku).
 func (p *Pipeline) replace(ctx context.Context, a store.App, rel store.Release, source, meta string, out io.Writer) error {
 	app := a.Name
+	p.waitRetired(app)
 	old, err := p.sched.List(ctx, app)
 	if err != nil {
 		return err
@@ -640,11 +648,13 @@ func (p *Pipeline) replace(ctx context.Context, a store.App, rel store.Release, 
 			started = append(started, c)
 		}
 	}
+	phase(ctx, "checks")
 	healthy, err := p.waitHealthy(ctx, started, rel, policy, out)
 	if err != nil {
 		cleanup()
 		return err
 	}
+	phase(ctx, "switch")
 	if err := p.store.PromoteRelease(ctx, app, rel.Version, source, meta); err != nil {
 		cleanup()
 		return err
@@ -657,8 +667,9 @@ func (p *Pipeline) replace(ctx context.Context, a store.App, rel store.Release, 
 	if err := p.setRoutes(ctx, app, healthy); err != nil {
 		return err
 	}
-	p.retire(ctx, append(keep, stopped...), policy.WaitToRetire, out)
-	p.canonicalise(ctx, healthy)
+	p.retireLater(ctx, app, append(keep, stopped...), policy.WaitToRetire, out, func() {
+		p.canonicalise(context.WithoutCancel(ctx), healthy)
+	})
 	return nil
 }
 

@@ -153,19 +153,28 @@ func TestLockTokenReentry(t *testing.T) {
 		t.Fatal("a released holder's token took the lock of the next holder")
 	}
 	r2()
+}
 
-	// A stale token on a free lock takes the lock for real.
-	r3, tok3, err := l.acquire(ctx, "shop", tok, nil)
+func TestLockStaleTokenOnFreeLock(t *testing.T) {
+	l := newLocks()
+	ctx := context.Background()
+	release, tok, err := l.acquire(ctx, "shop", "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tok3 == tok {
+	release()
+	// The lock is free; its last holder's token must not pass for holding it.
+	r, tok2, err := l.acquire(ctx, "shop", tok, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok2 == tok {
 		t.Fatal("a released holder's token was accepted as holding the lock")
 	}
 	if _, ok := l.tryAcquire("shop"); ok {
 		t.Fatal("acquire with a stale token returned without taking the lock")
 	}
-	r3()
+	r()
 }
 
 func TestLockWaiterProceedsAfterRelease(t *testing.T) {

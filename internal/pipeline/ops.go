@@ -224,6 +224,7 @@ func (p *Pipeline) Stop(ctx context.Context, app string, out io.Writer) error {
 	if _, err := p.store.App(ctx, app); err != nil {
 		return err
 	}
+	p.waitRetired(app)
 	if err := p.store.SetStopped(ctx, app, true); err != nil {
 		return err
 	}
@@ -282,6 +283,7 @@ func (p *Pipeline) Start(ctx context.Context, app string, out io.Writer) error {
 // first), stopped ones start, missing ones are created; then routes follow.
 func (p *Pipeline) converge(ctx context.Context, a store.App, formation map[string]int, out io.Writer) error {
 	app := a.Name
+	p.waitRetired(app)
 	cs, err := p.sched.List(ctx, app)
 	if err != nil {
 		return err
@@ -435,7 +437,7 @@ func (p *Pipeline) RefreshRoutesLocked(ctx context.Context, app string) error {
 	}
 	var live []scheduler.Container
 	for _, c := range cs {
-		if c.Release == a.CurrentRelease && c.Running() {
+		if c.Release == a.CurrentRelease && c.Running() && !p.isRetiring(c.ID) {
 			live = append(live, c)
 		}
 	}
@@ -454,6 +456,7 @@ func (p *Pipeline) Destroy(ctx context.Context, app string, out io.Writer) error
 	if err != nil {
 		return err
 	}
+	p.waitRetired(app)
 	tag := ImageRepo(app) + ":latest"
 	if a.CurrentRelease > 0 {
 		tag = ImageTag(app, a.CurrentRelease)
@@ -502,6 +505,7 @@ func (p *Pipeline) Rename(ctx context.Context, from, to string, out io.Writer) e
 	if _, err := p.store.App(ctx, to); err == nil {
 		return store.ErrExists
 	}
+	p.waitRetired(from)
 	old, err := p.sched.List(ctx, from)
 	if err != nil {
 		return err

@@ -59,6 +59,7 @@ type Pipeline struct {
 	log      *slog.Logger
 	locks    locks
 	cron     cronTable
+	retiring retirements
 }
 
 // New assembles a pipeline.

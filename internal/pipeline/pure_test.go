@@ -79,7 +79,7 @@ func TestParsePushedRefsErrors(t *testing.T) {
 }
 
 func TestSplitCommand(t *testing.T) {
-	env := map[string]string{"PORT": "5000", "GREETING": "hello world", "EMPTY": ""}
+	env := map[string]string{"PORT": "5000", "GREETING": "hello world", "EMPTY": "", "TRICKY": `a;b "c" it's $PORT`}
 	for _, tc := range []struct {
 		in   string
 		want []string
@@ -95,6 +95,11 @@ func TestSplitCommand(t *testing.T) {
 		{"  ./run \t -v  ", []string{"./run", "-v"}},
 		{`./run ""`, []string{"./run", ""}},
 		{`./run "$EMPTY"`, []string{"./run", ""}},
+		// Quoted or escaped operators are plain characters.
+		{`sh -c 'migrate && serve'`, []string{"sh", "-c", "migrate && serve"}},
+		{`./x "a;b" a\|b`, []string{"./x", "a;b", "a|b"}},
+		// Config values are data: never re-parsed for quotes, operators or $.
+		{`./x "$TRICKY"`, []string{"./x", `a;b "c" it's $PORT`}},
 	} {
 		got, err := splitCommand(tc.in, env)
 		if err != nil || !reflect.DeepEqual(got, tc.want) {
@@ -106,6 +111,14 @@ func TestSplitCommand(t *testing.T) {
 		{"   ", "is empty"},
 		{`./run "unterminated`, "cannot split command"},
 		{`./run 'unterminated`, "cannot split command"},
+		// No shell runs: shell syntax is refused, never silently cut off.
+		{"./migrate && ./server", "uses shell syntax"},
+		{"./a; ./b", "uses shell syntax"},
+		{"./a | ./b", "uses shell syntax"},
+		{"./server > log", "uses shell syntax"},
+		{"./server 2>&1", "uses shell syntax"},
+		{"./server < in", "uses shell syntax"},
+		{"./server &", "uses shell syntax"},
 	} {
 		got, err := splitCommand(tc.in, env)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

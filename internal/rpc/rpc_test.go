@@ -145,6 +145,13 @@ func startServer(t *testing.T, tc *testCommands) string {
 	return sock
 }
 
+// testCtx bounds a call so a broken server fails the test instead of hanging it.
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
 func call(t *testing.T, sock string, stdin io.Reader, args ...string) (int, string, string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -162,7 +169,7 @@ func TestCallStreamsOutputAndExitCode(t *testing.T) {
 	sock := startServer(t, tc)
 
 	var out, errb bytes.Buffer
-	code, err := Call(context.Background(), sock, Request{Args: []string{"t:echo", "a", "b c"}, Env: map[string]string{"X": "from-env"}}, strings.NewReader(""), &out, &errb)
+	code, err := Call(testCtx(t), sock, Request{Args: []string{"t:echo", "a", "b c"}, Env: map[string]string{"X": "from-env"}}, strings.NewReader(""), &out, &errb)
 	if err != nil || code != 0 {
 		t.Fatalf("t:echo = %d, %v", code, err)
 	}
@@ -218,7 +225,7 @@ func TestOutputIsStreamedBeforeTheCommandEnds(t *testing.T) {
 		case <-time.After(10 * time.Second):
 		}
 	}()
-	code, err := Call(context.Background(), sock, Request{Args: []string{"t:stream"}}, strings.NewReader(""), w, io.Discard)
+	code, err := Call(testCtx(t), sock, Request{Args: []string{"t:stream"}}, strings.NewReader(""), w, io.Discard)
 	if err != nil || code != 0 {
 		t.Fatalf("t:stream = %d, %v (the first line must reach the client while the command runs)", code, err)
 	}
@@ -273,9 +280,10 @@ func TestStdinNotRequestedWhenUnused(t *testing.T) {
 	var code int
 	var err error
 	var out bytes.Buffer
+	ctx := testCtx(t)
 	go func() {
 		defer close(done)
-		code, err = Call(context.Background(), sock, Request{Args: []string{"t:quiet"}}, stdin, &out, io.Discard)
+		code, err = Call(ctx, sock, Request{Args: []string{"t:quiet"}}, stdin, &out, io.Discard)
 	}()
 	select {
 	case <-done:
@@ -457,8 +465,9 @@ func TestServerShutdownCancelsCommand(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- (&Server{Registry: newTestRegistry(tc)}).Serve(ctx, l) }()
 	callDone := make(chan int, 1)
+	callCtx := testCtx(t)
 	go func() {
-		code, _ := Call(context.Background(), sock, Request{Args: []string{"t:block"}}, strings.NewReader(""), io.Discard, io.Discard)
+		code, _ := Call(callCtx, sock, Request{Args: []string{"t:block"}}, strings.NewReader(""), io.Discard, io.Discard)
 		callDone <- code
 	}()
 	<-tc.started
@@ -508,7 +517,7 @@ func TestListenReplacesStaleSocket(t *testing.T) {
 
 func TestCallWithoutServer(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "none.sock")
-	_, err := Call(context.Background(), sock, Request{Args: []string{"help"}}, nil, io.Discard, io.Discard)
+	_, err := Call(testCtx(t), sock, Request{Args: []string{"help"}}, nil, io.Discard, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "is `berth server` running?") {
 		t.Fatalf("Call without a server = %v", err)
 	}

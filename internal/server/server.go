@@ -181,6 +181,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	defer cancel()
 	httpSrv.Shutdown(sctx)
 	wg.Wait()
+	pipe.WaitRetirements(sctx)
 	os.Remove(SocketPath(dataDir))
 	select {
 	case err := <-errc:

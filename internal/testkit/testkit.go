@@ -150,6 +150,14 @@ func (s *Server) Start() error {
 	}
 }
 
+// PID is the server's process id (0 when not running).
+func (s *Server) PID() int {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}
+
 // AddKey registers the public key pub as name.
 func (s *Server) AddKey(name string, pub []byte) error {
 	if out, code := s.Run(string(pub), "ssh-keys:add", name); code != 0 {
@@ -310,4 +318,23 @@ func (r *Repo) Commit(msg string) error {
 	}
 	_, err := r.Git("commit", "-q", "--allow-empty", "-m", msg)
 	return err
+}
+
+// RepoRoot finds the repository root (the directory holding go.mod) from the
+// working directory up.
+func RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("run from inside the berth repository")
+		}
+		dir = parent
+	}
 }

@@ -53,6 +53,16 @@ func TestFieldsAlignment(t *testing.T) {
 		col = c
 	}
 
+	// The longest key is not ASCII: widths are counted in runes, not bytes.
+	b.Reset()
+	Fields(&b, []Field{{"Größenänderung", "a"}, {"Name", "b"}})
+	want = "" +
+		"       Größenänderung:  a\n" +
+		"       Name:            b\n"
+	if b.String() != want {
+		t.Fatalf("got\n%s\nwant\n%s", b.String(), want)
+	}
+
 	b.Reset()
 	Fields(&b, nil)
 	if b.Len() != 0 {
