@@ -302,6 +302,17 @@ func TestChecksDisabledStopsFirst(t *testing.T) {
 	if rep.WaitToRetire != 5 || len(rep.Disabled) != 1 || rep.Disabled[0] != "_all_" {
 		t.Errorf("checks:report = %+v", rep)
 	}
+	s.mustBerth("ps:set", app, "stop-timeout-seconds", "3")
+	var ps struct {
+		StopTimeout int `json:"stop-timeout-seconds"`
+	}
+	s.jsonOut(&ps, "ps:report", app, "--format", "json")
+	if ps.StopTimeout != 3 {
+		t.Errorf("ps:report stop-timeout-seconds = %d, want 3", ps.StopTimeout)
+	}
+	if out, code := s.berth("ps:set", app, "restart-policy", "always"); code == 0 {
+		t.Errorf("unknown ps setting accepted: %s", out)
+	}
 }
 
 // Killing the server in the middle of a deploy: after a restart the last
@@ -345,5 +356,44 @@ func TestKillDuringDeployRecovers(t *testing.T) {
 	s.mustBerth("config:unset", app, "STARTUP_DELAY_MS")
 	if body := s.mustGet(host(app), "/"); !strings.Contains(body, "release=v3") {
 		t.Errorf("next deploy: %q", body)
+	}
+}
+
+// A request in flight to the old release when the traffic switches
+// finishes; the old container is stopped only afterwards.
+func TestDrainFinishesInFlightRequests(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+	app := appName("drain")
+	r := newRepo(t, nil)
+	s.mustPush(r, app)
+	oldID := docker(t, "inspect", "-f", "{{.Id}}", app+".web.1")
+	type result struct {
+		code int
+		body string
+	}
+	done := make(chan result, 1)
+	go func() {
+		code, body := s.get(host(app), "/slow?ms=4000")
+		done <- result{code, body}
+	}()
+	time.Sleep(500 * time.Millisecond)
+	s.mustBerth("ps:restart", app)
+	// The old container still runs: its request is in flight.
+	if got := docker(t, "inspect", "-f", "{{.State.Running}}", oldID); got != "true" {
+		t.Errorf("old container stopped while a request was in flight: %s", got)
+	}
+	res := <-done
+	if res.code != 200 || res.body != "slow done" {
+		t.Errorf("in-flight request: %d %q", res.code, res.body)
+	}
+	eventually(t, 20*time.Second, func() error {
+		if out, _ := exec.Command("docker", "inspect", oldID).CombinedOutput(); !strings.Contains(string(out), "No such") {
+			return fmt.Errorf("old container still exists after the drain")
+		}
+		return nil
+	})
+	if got := containers(t, app); len(got) != 1 || got[0] != app+".web.1" {
+		t.Errorf("containers after the drain: %v", got)
 	}
 }

@@ -24,6 +24,8 @@ func (h *handlers) registerPs(r *Registry) {
 	r.Add(&Command{Name: "ps:start", Usage: "<app>", Help: "Start an app's processes", MinArgs: 1, MaxArgs: 1, Run: h.psStart})
 	r.Add(&Command{Name: "ps:stop", Usage: "<app>", Help: "Stop an app's processes (its hosts answer 502)", MinArgs: 1, MaxArgs: 1, Run: h.psStop})
 	r.Add(&Command{Name: "ps:restart", Usage: "<app>", Help: "Replace an app's containers with fresh ones, health-gated", MinArgs: 1, MaxArgs: 1, Run: h.psRestart})
+	r.Add(&Command{Name: "ps:set", Usage: "[--global|<app>] stop-timeout-seconds [<seconds>]", Help: "Set how long stopping containers get between SIGTERM and SIGKILL (default 10)",
+		MinArgs: 1, MaxArgs: 3, Flags: []Flag{globalFlag}, Run: h.psSet})
 	r.Add(&Command{Name: "ps:rebuild", Usage: "<app>", Help: "Rebuild an app from its deployed git revision and deploy it", MinArgs: 1, MaxArgs: 1, Run: h.psRebuild})
 }
 
@@ -117,6 +119,38 @@ func (h *handlers) psRebuild(ctx context.Context, c *Call) error {
 	return h.Pipeline.Rebuild(ctx, a.Name, c.Caller.Name, c.Stdout)
 }
 
+func (h *handlers) psSet(ctx context.Context, c *Call) error {
+	app := ""
+	args := c.Args
+	if !c.Bool("global") {
+		a, err := h.app(ctx, args[0])
+		if err != nil {
+			return err
+		}
+		app, args = a.Name, args[1:]
+	}
+	if len(args) == 0 || len(args) > 2 || args[0] != "stop-timeout-seconds" {
+		return &UsageError{Msg: "the ps setting is stop-timeout-seconds"}
+	}
+	value := ""
+	if len(args) == 2 {
+		n, err := strconv.Atoi(args[1])
+		if err != nil || n < 1 || n > 3600 {
+			return fmt.Errorf("invalid value %s for stop-timeout-seconds: use a whole number from 1 to 3600", quoteArg(args[1]))
+		}
+		value = strconv.Itoa(n)
+	}
+	if err := h.Store.SetSetting(ctx, app, pipeline.SettingStopTimeout, value); err != nil {
+		return err
+	}
+	if value == "" {
+		ui.Step(c.Stdout, "Unset stop-timeout-seconds for %s", scopeLabel(app))
+	} else {
+		ui.Step(c.Stdout, "Set stop-timeout-seconds to %s for %s", value, scopeLabel(app))
+	}
+	return nil
+}
+
 type psContainer struct {
 	Process string `json:"process"`
 	Index   int    `json:"index"`
@@ -135,6 +169,7 @@ type psReport struct {
 	Processes     int            `json:"processes"`
 	Formation     map[string]int `json:"formation"`
 	RestartPolicy string         `json:"restart-policy"`
+	StopTimeout   int            `json:"stop-timeout-seconds"`
 	Containers    []psContainer  `json:"containers"`
 }
 
@@ -167,8 +202,12 @@ func (h *handlers) psReport(ctx context.Context, c *Call) error {
 		if err != nil {
 			return err
 		}
+		pol, err := h.Pipeline.Policy(ctx, a.Name)
+		if err != nil {
+			return err
+		}
 		r := psReport{App: a.Name, Deployed: a.CurrentRelease > 0, Release: a.CurrentRelease, Stopped: a.Stopped,
-			Formation: f, RestartPolicy: "unless-stopped", Containers: []psContainer{}}
+			Formation: f, RestartPolicy: "unless-stopped", StopTimeout: int(pol.StopTimeout.Seconds()), Containers: []psContainer{}}
 		running, total := 0, 0
 		for _, ct := range byApp[a.Name] {
 			if ct.Release != a.CurrentRelease {
@@ -214,6 +253,7 @@ func (h *handlers) psReport(ctx context.Context, c *Call) error {
 			{Key: "Processes", Value: strconv.Itoa(r.Processes)},
 			{Key: "Ps can scale", Value: "true"},
 			{Key: "Ps restart policy", Value: r.RestartPolicy},
+			{Key: "Ps stop timeout seconds", Value: strconv.Itoa(r.StopTimeout)},
 			{Key: "Process type scale", Value: pipeline.FormatFormation(r.Formation)},
 			{Key: "Running", Value: r.Running},
 			{Key: "Stopped", Value: strconv.FormatBool(r.Stopped)},

@@ -370,6 +370,38 @@ func TestHelpNamespace(t *testing.T) {
 	}
 }
 
+func TestHelpPrefersNamespace(t *testing.T) {
+	r := quietRegistry()
+	noop := func(ctx context.Context, c *Call) error { return nil }
+	r.AddNamespace("logs", "Show logs")
+	r.Add(&Command{Name: "logs", Usage: "<app>", Help: "Show an app's logs", Run: noop})
+	r.Add(&Command{Name: "logs:failed", Usage: "<app>", Help: "Show a failed deploy's logs", Run: noop})
+	r.AddNamespace("version", "Print the version")
+	r.Add(&Command{Name: "version", Help: "Print the version", Run: noop})
+	r.AddNamespace("server", "Host-only commands")
+	r.Add(&Command{Name: "server:gc", Help: "Collect garbage", LocalOnly: true, Run: noop})
+
+	// A name that is both a namespace with several commands and a command:
+	// the namespace's help, which lists the command too.
+	code, out, _ := run(r, localCaller, nil, "help", "logs")
+	if code != 0 || !strings.HasPrefix(out, "Usage: berth logs[:COMMAND]") || !strings.Contains(out, "logs:failed <app>") || !strings.Contains(out, "    logs <app>  ") {
+		t.Fatalf("help logs = %d:\n%s", code, out)
+	}
+	// A namespace holding only its namespace-named command: that command's help.
+	code, out, _ = run(r, localCaller, nil, "help", "version")
+	if code != 0 || out != "Usage: berth version\n\nPrint the version\n" {
+		t.Fatalf("help version = %d %q", code, out)
+	}
+	// A namespace with nothing the caller may run has no help for it.
+	code, out, errOut := run(r, remoteCaller, nil, "help", "server")
+	if code != 1 || out != "" || !strings.Contains(errOut, "No help for") {
+		t.Fatalf("remote help server = %d %q %q", code, out, errOut)
+	}
+	if code, out, _ := run(r, localCaller, nil, "help", "server"); code != 0 || !strings.Contains(out, "server:gc") {
+		t.Fatalf("local help server = %d %q", code, out)
+	}
+}
+
 func TestHelpCommand(t *testing.T) {
 	r := helpRegistry()
 	code, out, _ := run(r, localCaller, nil, "help", "apps:list")

@@ -600,7 +600,7 @@ func (p *Pipeline) replace(ctx context.Context, a store.App, rel store.Release, 
 			return err
 		}
 		for _, c := range stopped {
-			if err := p.sched.Stop(ctx, c.ID, DefaultStopTimeout); err != nil {
+			if err := p.sched.Stop(ctx, c.ID, policy.StopTimeout); err != nil {
 				return err
 			}
 		}
@@ -667,7 +667,7 @@ func (p *Pipeline) replace(ctx context.Context, a store.App, rel store.Release, 
 	if err := p.setRoutes(ctx, app, healthy); err != nil {
 		return err
 	}
-	p.retireLater(ctx, app, append(keep, stopped...), policy.WaitToRetire, out, func() {
+	p.retireLater(ctx, app, append(keep, stopped...), policy, out, func() {
 		p.canonicalise(context.WithoutCancel(ctx), healthy)
 	})
 	return nil
@@ -796,7 +796,7 @@ func (p *Pipeline) showLogs(ctx context.Context, c scheduler.Container, out io.W
 
 // retire takes old containers out of service: web targets are drained first
 // (in-flight requests finish), then every container is stopped and removed.
-func (p *Pipeline) retire(ctx context.Context, old []scheduler.Container, drain time.Duration, out io.Writer) {
+func (p *Pipeline) retire(ctx context.Context, old []scheduler.Container, pol CheckPolicy, out io.Writer) {
 	if len(old) == 0 {
 		return
 	}
@@ -809,13 +809,13 @@ func (p *Pipeline) retire(ctx context.Context, old []scheduler.Container, drain 
 	}
 	ui.Step(out, "Retiring %d old container(s)", len(old))
 	if len(addrs) > 0 {
-		dctx, cancel := context.WithTimeout(ctx, drain)
+		dctx, cancel := context.WithTimeout(ctx, pol.WaitToRetire)
 		if err := p.router.Drain(dctx, addrs); err != nil {
 			p.log.Warn("drain old targets", "targets", addrs, "err", err)
 		}
 		cancel()
 	}
-	p.removeAll(ctx, old, DefaultStopTimeout)
+	p.removeAll(ctx, old, pol.StopTimeout)
 }
 
 // removeAll stops (after timeout) and removes containers in parallel.

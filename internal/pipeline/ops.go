@@ -235,10 +235,14 @@ func (p *Pipeline) Stop(ctx context.Context, app string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	policy, err := p.Policy(ctx, app)
+	if err != nil {
+		return err
+	}
 	ui.Step(out, "Stopping %s", app)
 	for _, c := range cs {
 		if c.Running() {
-			if err := p.sched.Stop(ctx, c.ID, DefaultStopTimeout); err != nil {
+			if err := p.sched.Stop(ctx, c.ID, policy.StopTimeout); err != nil {
 				return err
 			}
 			ui.Detail(out, "stopped %s", c.Name)
@@ -326,11 +330,15 @@ func (p *Pipeline) converge(ctx context.Context, a store.App, formation map[stri
 		}
 		keep[s] = c
 	}
+	policy, err := p.Policy(ctx, app)
+	if err != nil {
+		return err
+	}
 	if a.Stopped {
 		if err := p.setRoutes(ctx, app, nil); err != nil {
 			return err
 		}
-		p.removeAll(ctx, extra, DefaultStopTimeout)
+		p.removeAll(ctx, extra, policy.StopTimeout)
 		return nil
 	}
 	var fresh, running []scheduler.Container
@@ -370,10 +378,6 @@ func (p *Pipeline) converge(ctx context.Context, a store.App, formation map[stri
 			}
 		}
 	}
-	policy, err := p.Policy(ctx, app)
-	if err != nil {
-		return err
-	}
 	healthy, err := p.waitHealthy(ctx, fresh, rel, policy, out)
 	if err != nil {
 		p.removeAll(context.WithoutCancel(ctx), created, 0)
@@ -392,7 +396,7 @@ func (p *Pipeline) converge(ctx context.Context, a store.App, formation map[stri
 		return err
 	}
 	if len(extra) > 0 {
-		p.retire(ctx, extra, policy.WaitToRetire, out)
+		p.retire(ctx, extra, policy, out)
 	}
 	p.canonicalise(ctx, live)
 	return nil
@@ -588,7 +592,7 @@ func (p *Pipeline) Rename(ctx context.Context, from, to string, out io.Writer) e
 		return err
 	}
 	p.router.Remove(from)
-	p.retire(ctx, old, policy.WaitToRetire, out)
+	p.retire(ctx, old, policy, out)
 	for _, r := range rels {
 		if _, err := p.docker.ImageRemove(ctx, ImageTag(from, r.Version), image.RemoveOptions{}); err != nil && !scheduler.IsNotFound(err) {
 			p.log.Warn("remove old image tag", "tag", ImageTag(from, r.Version), "err", err)

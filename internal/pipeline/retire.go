@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"sync"
-	"time"
 
 	"github.com/berth-paas/berth/internal/scheduler"
 	"github.com/berth-paas/berth/internal/ui"
@@ -21,12 +20,12 @@ type retirements struct {
 }
 
 // retireLater retires old containers in the background, then runs then.
-func (p *Pipeline) retireLater(ctx context.Context, app string, old []scheduler.Container, drain time.Duration, out io.Writer, then func()) {
+func (p *Pipeline) retireLater(ctx context.Context, app string, old []scheduler.Container, pol CheckPolicy, out io.Writer, then func()) {
 	if len(old) == 0 {
 		then()
 		return
 	}
-	ui.Step(out, "Retiring %d old container(s) once their requests finish (up to %s)", len(old), drain)
+	ui.Step(out, "Retiring %d old container(s) once their requests finish (up to %s)", len(old), pol.WaitToRetire)
 	r := &p.retiring
 	r.mu.Lock()
 	if r.wg == nil {
@@ -47,7 +46,7 @@ func (p *Pipeline) retireLater(ctx context.Context, app string, old []scheduler.
 	go func() {
 		defer r.all.Done()
 		defer wg.Done()
-		p.retire(bg, old, drain, io.Discard)
+		p.retire(bg, old, pol, io.Discard)
 		r.mu.Lock()
 		for _, c := range old {
 			delete(r.ids, c.ID)

@@ -22,6 +22,7 @@ const (
 	SettingTimeout        = "checks-timeout"
 	SettingWait           = "checks-wait"
 	SettingKeepReleases   = "releases-keep"
+	SettingStopTimeout    = "ps-stop-timeout"
 	// AllProcesses in a process list means every process type.
 	AllProcesses = "_all_"
 	// DefaultKeepReleases is how many release images are kept.
@@ -34,6 +35,9 @@ type CheckPolicy struct {
 	Skipped      []string // processes whose checks are skipped
 	Settings     checks.Settings
 	WaitToRetire time.Duration
+	// StopTimeout is how long a stopping container gets between SIGTERM
+	// and SIGKILL.
+	StopTimeout time.Duration
 }
 
 // IsDisabled reports whether checks are disabled for process.
@@ -108,6 +112,13 @@ func (p *Pipeline) Policy(ctx context.Context, app string) (CheckPolicy, error) 
 	c.WaitToRetire = DefaultDrainTimeout
 	if secs > 0 {
 		c.WaitToRetire = time.Duration(secs) * time.Second
+	}
+	if secs, err = p.intSetting(ctx, app, SettingStopTimeout); err != nil {
+		return c, err
+	}
+	c.StopTimeout = DefaultStopTimeout
+	if secs > 0 {
+		c.StopTimeout = time.Duration(secs) * time.Second
 	}
 	return c, nil
 }

@@ -821,3 +821,180 @@ func TestEventsOrderAndLimit(t *testing.T) {
 		t.Fatalf("events of an app without any = %+v", ev)
 	}
 }
+
+func TestDatabaseFileIsPrivate(t *testing.T) {
+	ctx := context.Background()
+	st, dbPath, _ := testStore(t)
+	must(t, st.CreateApp(ctx, "shop")) // makes SQLite write its -wal file
+	for _, p := range []string{dbPath, dbPath + "-wal", dbPath + "-shm"} {
+		fi, err := os.Stat(p)
+		if errors.Is(err, os.ErrNotExist) && p != dbPath {
+			continue
+		}
+		must(t, err)
+		if fi.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s has mode %v, want no access for group and others", filepath.Base(p), fi.Mode().Perm())
+		}
+	}
+}
+
+func TestReleaseAppEnvAndAppJSON(t *testing.T) {
+	ctx := context.Background()
+	st, dbPath, keyPath := testStore(t)
+	must(t, st.CreateApp(ctx, "shop"))
+	const secret = "app-own-secret-value-42"
+	in := Release{
+		App:     "shop",
+		Env:     map[string]string{"OWN": secret, "GLOBAL": "g"},
+		AppEnv:  map[string]string{"OWN": secret},
+		AppJSON: `{"healthchecks":{}}`,
+	}
+	r, err := st.CreateRelease(ctx, in)
+	must(t, err)
+	got, err := st.Release(ctx, "shop", r.Version)
+	must(t, err)
+	if !reflect.DeepEqual(got.AppEnv, in.AppEnv) || got.AppJSON != in.AppJSON || !reflect.DeepEqual(got.Env, in.Env) {
+		t.Fatalf("stored release: AppEnv %v AppJSON %q Env %v", got.AppEnv, got.AppJSON, got.Env)
+	}
+	// A release made without an app env reads back without one.
+	r2, err := st.CreateRelease(ctx, Release{App: "shop", Env: map[string]string{}})
+	must(t, err)
+	if got, err := st.Release(ctx, "shop", r2.Version); err != nil || len(got.AppEnv) != 0 || got.AppJSON != "" {
+		t.Fatalf("release without app env: %+v, %v", got, err)
+	}
+
+	db := rawDB(t, dbPath)
+	var blob []byte
+	must(t, db.QueryRow(`SELECT app_env FROM releases WHERE app = 'shop' AND version = ?`, r.Version).Scan(&blob))
+	if len(blob) == 0 || bytes.Contains(blob, []byte(secret)) {
+		t.Fatalf("releases.app_env holds the plaintext: %q", blob)
+	}
+	must(t, st.Close())
+	other := mustOpen(t, dbPath, filepath.Join(t.TempDir(), "other.key"))
+	if _, err := other.Release(ctx, "shop", r.Version); err == nil {
+		t.Fatal("a release's app env decrypted with another key")
+	}
+	reopened := mustOpen(t, dbPath, keyPath)
+	if got, err := reopened.Release(ctx, "shop", r.Version); err != nil || got.AppEnv["OWN"] != secret {
+		t.Fatalf("after reopen: %+v, %v", got.AppEnv, err)
+	}
+}
+
+func TestPromoteRelease(t *testing.T) {
+	ctx := context.Background()
+	st, _, _ := testStore(t)
+	must(t, st.CreateApp(ctx, "shop"))
+	for i := 0; i < 2; i++ {
+		_, err := st.CreateRelease(ctx, Release{App: "shop", Env: map[string]string{}})
+		must(t, err)
+	}
+	must(t, st.FinishRelease(ctx, "shop", 2, ReleaseFailed, "checks failed"))
+	must(t, st.PromoteRelease(ctx, "shop", 2, "git", "abc"))
+	r, err := st.Release(ctx, "shop", 2)
+	must(t, err)
+	if r.Status != ReleaseSucceeded || r.Error != "" || r.FinishedAt.IsZero() {
+		t.Fatalf("promoted release = %+v", r)
+	}
+	a, err := st.App(ctx, "shop")
+	must(t, err)
+	if a.CurrentRelease != 2 || a.DeploySource != "git" || a.SourceMeta != "abc" {
+		t.Fatalf("app after promotion = %+v", a)
+	}
+	if r1, _ := st.Release(ctx, "shop", 1); r1.Status != ReleaseDeploying {
+		t.Fatalf("promotion changed another release: %+v", r1)
+	}
+}
+
+func TestSecretSetting(t *testing.T) {
+	ctx := context.Background()
+	st, dbPath, keyPath := testStore(t)
+	if _, ok, err := st.SecretSetting(ctx, "host-key"); err != nil || ok {
+		t.Fatalf("unset secret setting = %v, %v", ok, err)
+	}
+	const secret = "-----BEGIN OPENSSH PRIVATE KEY----- very secret"
+	must(t, st.SetSecretSetting(ctx, "host-key", secret))
+	must(t, st.SetSecretSetting(ctx, "other", "x"))
+	v, ok, err := st.SecretSetting(ctx, "host-key")
+	if err != nil || !ok || v != secret {
+		t.Fatalf("SecretSetting = %q, %v, %v", v, ok, err)
+	}
+	// Secret and plain settings do not collide.
+	if _, ok, _ := st.Setting(ctx, "", "host-key"); ok {
+		t.Fatal("a secret setting shows up as a plain setting of the same name")
+	}
+	must(t, st.SetSecretSetting(ctx, "host-key", "rotated"))
+	if v, _, _ := st.SecretSetting(ctx, "host-key"); v != "rotated" {
+		t.Fatalf("overwritten secret setting = %q", v)
+	}
+	must(t, st.SetSecretSetting(ctx, "host-key", secret))
+
+	db := rawDB(t, dbPath)
+	rows, err := db.Query(`SELECT key, value FROM global_settings`)
+	must(t, err)
+	for rows.Next() {
+		var k string
+		var v []byte
+		must(t, rows.Scan(&k, &v))
+		if bytes.Contains(v, []byte("very secret")) {
+			t.Fatalf("global_settings %s holds the plaintext", k)
+		}
+	}
+	must(t, rows.Err())
+	rows.Close()
+
+	// A sealed value cannot be moved to another name.
+	_, err = db.Exec(`UPDATE global_settings SET value = (SELECT value FROM global_settings WHERE key = 'sealed:host-key') WHERE key = 'sealed:other'`)
+	must(t, err)
+	if v, _, err := st.SecretSetting(ctx, "other"); err == nil {
+		t.Fatalf("a sealed value copied to another setting decrypted as %q", v)
+	}
+
+	must(t, st.Close())
+	if v, _, err := mustOpen(t, dbPath, keyPath).SecretSetting(ctx, "host-key"); err != nil || v != secret {
+		t.Fatalf("after reopen: %q, %v", v, err)
+	}
+	if _, _, err := mustOpen(t, dbPath, filepath.Join(t.TempDir(), "k")).SecretSetting(ctx, "host-key"); err == nil {
+		t.Fatal("secret setting decrypted with another key")
+	}
+}
+
+func TestUpgradeFromSchemaV1(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	dbPath, keyPath := filepath.Join(dir, "berth.db"), filepath.Join(dir, "config.key")
+	seal, err := newSealer(keyPath)
+	must(t, err)
+	db := rawDB(t, dbPath)
+	for _, q := range []string{
+		`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)`,
+		migrations[0],
+		`INSERT INTO schema_migrations(version, applied_at) VALUES (1, 0)`,
+		`INSERT INTO apps(name, created_at, current_release) VALUES ('shop', 1, 1)`,
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("build v1 database: %v", err)
+		}
+	}
+	env := seal.seal([]byte(`{"A":"1"}`), "release-env")
+	if _, err := db.Exec(`INSERT INTO releases(app, version, image_id, env, processes, formation, status, created_at) VALUES ('shop', 1, 'img', ?, '{"web":""}', '{"web":1}', 'succeeded', 1)`, env); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	st := mustOpen(t, dbPath, keyPath)
+	v, err := st.SchemaVersion(ctx)
+	must(t, err)
+	if v != len(migrations) {
+		t.Fatalf("SchemaVersion after upgrade = %d, want %d", v, len(migrations))
+	}
+	r, err := st.Release(ctx, "shop", 1)
+	must(t, err)
+	if r.Env["A"] != "1" || r.Processes["web"] != "" || r.Formation["web"] != 1 || len(r.AppEnv) != 0 || r.AppJSON != "" {
+		t.Fatalf("v1 release after upgrade = %+v", r)
+	}
+	r2, err := st.CreateRelease(ctx, Release{App: "shop", Env: map[string]string{}, AppEnv: map[string]string{"B": "2"}})
+	must(t, err)
+	if r2.Version != 2 {
+		t.Fatalf("next release after upgrade = v%d", r2.Version)
+	}
+}
