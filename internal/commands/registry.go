@@ -349,7 +349,7 @@ func (r *Registry) help(topic string, caller Caller, stdout, stderr io.Writer) i
 			visible++
 		}
 	}
-	if c, ok := r.cmds[topic]; ok && !c.Hidden && (!isNS || visible <= 1) {
+	if c, ok := r.cmds[topic]; ok && !c.Hidden && (!c.LocalOnly || caller.Local) && (!isNS || visible <= 1) {
 		r.commandHelp(c, stdout)
 		return 0
 	}

@@ -104,17 +104,67 @@ func (s stream) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// lazyStdin asks the client for stdin on first read.
-type lazyStdin struct {
+// stdinBuffer is the command's stdin: it asks the client for stdin on the
+// first read, and buffers what arrives so that the connection reader never
+// blocks on a command that reads slowly (or stopped reading) and always sees
+// the client go away.
+type stdinBuffer struct {
 	once sync.Once
 	c    *conn
-	pr   *io.PipeReader
+	mu   sync.Mutex
+	cond *sync.Cond
+	buf  []byte
+	err  error // io.EOF once the client closed stdin
 }
 
-func (l *lazyStdin) Read(p []byte) (int, error) {
-	l.once.Do(func() { l.c.send(frameWant, nil) })
-	return l.pr.Read(p)
+func newStdinBuffer(c *conn) *stdinBuffer {
+	b := &stdinBuffer{c: c}
+	b.cond = sync.NewCond(&b.mu)
+	return b
 }
+
+func (b *stdinBuffer) Read(p []byte) (int, error) {
+	b.once.Do(func() { b.c.send(frameWant, nil) })
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for len(b.buf) == 0 && b.err == nil {
+		b.cond.Wait()
+	}
+	if len(b.buf) == 0 {
+		return 0, b.err
+	}
+	n := copy(p, b.buf)
+	b.buf = b.buf[n:]
+	return n, nil
+}
+
+// feed appends stdin bytes; data beyond maxStdinBuffer unread is dropped
+// with an error to the reader (a command that stopped reading).
+func (b *stdinBuffer) feed(p []byte) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.err != nil {
+		return
+	}
+	if len(b.buf)+len(p) > maxStdinBuffer {
+		b.err = fmt.Errorf("stdin: more than %d MiB unread", maxStdinBuffer>>20)
+	} else {
+		b.buf = append(b.buf, p...)
+	}
+	b.cond.Broadcast()
+}
+
+// close ends stdin with err (io.EOF for a normal end).
+func (b *stdinBuffer) close(err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.err == nil {
+		b.err = err
+	}
+	b.cond.Broadcast()
+}
+
+const maxStdinBuffer = 64 << 20
 
 // Server serves the command registry on a unix socket.
 type Server struct {
@@ -176,30 +226,27 @@ func (s *Server) handle(ctx context.Context, nc net.Conn) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	c := &conn{c: nc, bw: bufio.NewWriter(nc)}
-	pr, pw := io.Pipe()
-	defer pr.Close()
+	stdin := newStdinBuffer(c)
+	defer stdin.close(io.EOF)
 	go func() {
 		// Forward stdin; a closed connection cancels the command.
 		for {
 			typ, p, err := readFrame(br)
 			if err != nil {
-				pw.CloseWithError(io.ErrUnexpectedEOF)
+				stdin.close(io.ErrUnexpectedEOF)
 				cancel()
 				return
 			}
 			switch typ {
 			case frameStdin:
-				if _, err := pw.Write(p); err != nil {
-					// The command stopped reading; keep draining frames.
-					continue
-				}
+				stdin.feed(p)
 			case frameStdinEOF:
-				pw.Close()
+				stdin.close(io.EOF)
 			}
 		}
 	}()
 	caller := commands.Caller{Name: "local", Local: true}
-	code := s.Registry.Run(ctx, req.Args, &lazyStdin{c: c, pr: pr}, stream{c, frameStdout}, stream{c, frameStderr}, caller, req.Env)
+	code := s.Registry.Run(ctx, req.Args, stdin, stream{c, frameStdout}, stream{c, frameStderr}, caller, req.Env)
 	var b [4]byte
 	binary.BigEndian.PutUint32(b[:], uint32(code))
 	c.send(frameExit, b[:])
@@ -215,10 +262,8 @@ func Call(ctx context.Context, socket string, req Request, stdin io.Reader, stdo
 		return 0, fmt.Errorf("connect to the berth server at %s (is `berth server` running?): %w", socket, err)
 	}
 	defer nc.Close()
-	go func() {
-		<-ctx.Done()
-		nc.Close()
-	}()
+	stop := context.AfterFunc(ctx, func() { nc.Close() })
+	defer stop()
 	c := &conn{c: nc, bw: bufio.NewWriter(nc)}
 	body, err := json.Marshal(req)
 	if err != nil {

@@ -95,6 +95,19 @@ func newTestRegistry(tc *testCommands) *commands.Registry {
 		io.WriteString(c.Stdout, "second\n")
 		return nil
 	}})
+	r.Add(&commands.Command{Name: "t:read1block", Run: func(ctx context.Context, c *commands.Call) error {
+		if _, err := c.Stdin.Read(make([]byte, 1)); err != nil {
+			return err
+		}
+		close(tc.started)
+		select {
+		case <-ctx.Done():
+			tc.canceled <- ctx.Err()
+		case <-time.After(10 * time.Second):
+			tc.canceled <- errors.New("context never canceled")
+		}
+		return ctx.Err()
+	}})
 	r.Add(&commands.Command{Name: "t:block", Run: func(ctx context.Context, c *commands.Call) error {
 		close(tc.started)
 		select {
@@ -547,5 +560,28 @@ func TestFrames(t *testing.T) {
 	binary.BigEndian.PutUint32(hdr[1:], 10)
 	if _, _, err := readFrame(bufio.NewReader(bytes.NewReader(append(hdr[:], "abc"...)))); err == nil {
 		t.Fatal("truncated frame accepted")
+	}
+}
+
+// A command that read only part of its stdin still sees the client leave.
+func TestDisconnectWithUnreadStdinCancelsCommand(t *testing.T) {
+	tc := newTestCommands()
+	sock := startServer(t, tc)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go Call(ctx, sock, Request{Args: []string{"t:read1block"}}, strings.NewReader(strings.Repeat("x", 100)), io.Discard, io.Discard)
+	select {
+	case <-tc.started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("t:read1block never started")
+	}
+	cancel()
+	select {
+	case err := <-tc.canceled:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("command context: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the client left but the command was not canceled")
 	}
 }

@@ -47,7 +47,11 @@ func (s *Store) UpdateDomains(ctx context.Context, app string, add, remove []str
 				return fmt.Errorf("remove domain %s: %w", d, err)
 			}
 		}
-		ts := now()
+		// added_at orders an app's domains: one past the highest so far.
+		var ts int64
+		if err := t.QueryRowContext(ctx, `SELECT COALESCE(MAX(added_at), 0) + 1 FROM domains`).Scan(&ts); err != nil {
+			return fmt.Errorf("order domains: %w", err)
+		}
 		for i, d := range add {
 			var owner string
 			err := t.QueryRowContext(ctx, `SELECT app FROM domains WHERE domain = ?`, d).Scan(&owner)
