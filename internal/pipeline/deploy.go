@@ -25,6 +25,7 @@ import (
 	"github.com/berth-paas/berth/internal/appjson"
 	"github.com/berth-paas/berth/internal/builder/dockerfile"
 	"github.com/berth-paas/berth/internal/checks"
+	"github.com/berth-paas/berth/internal/dockeropts"
 	"github.com/berth-paas/berth/internal/procfile"
 	"github.com/berth-paas/berth/internal/scheduler"
 	"github.com/berth-paas/berth/internal/store"
@@ -127,10 +128,18 @@ func (p *Pipeline) buildAndDeploy(ctx context.Context, a store.App, dir, rev, re
 	if err := p.fire(ctx, out, "pre-build", builder, app, dir); err != nil {
 		return err
 	}
+	bopts, err := p.dockerOptions(ctx, app, dockeropts.Build, app, builder)
+	if err != nil {
+		return err
+	}
+	labels := map[string]string{}
+	for k, v := range bopts.Labels {
+		labels[k] = v
+	}
+	labels[LabelImageApp] = app
 	iw := ui.NewIndentWriter(out, ui.Indentation)
 	res, err := p.builder.Build(ctx, dockerfile.Options{
-		App: app, Dir: dir,
-		Labels: map[string]string{LabelImageApp: app},
+		App: app, Dir: dir, Labels: labels, BuildArgs: bopts.BuildArgs,
 	}, iw)
 	iw.Flush()
 	if err != nil {
@@ -481,8 +490,12 @@ func (p *Pipeline) runTask(ctx context.Context, rel store.Release, kind, script 
 	if err != nil {
 		return err
 	}
+	opts, err := p.dockerOptions(ctx, rel.App, dockeropts.Run, rel.App, s.Image)
+	if err != nil {
+		return err
+	}
 	iw := ui.NewIndentWriter(out, ui.Indentation)
-	code, _, err := p.sched.RunOneOff(ctx, scheduler.OneOff{App: rel.App, Release: rel.Version, Image: s.Image, Kind: kind, Cmd: cmd, Env: s.Env}, iw, iw)
+	code, _, err := p.sched.RunOneOff(ctx, scheduler.OneOff{App: rel.App, Release: rel.Version, Image: s.Image, Kind: kind, Cmd: cmd, Env: s.Env, Options: opts}, iw, iw)
 	iw.Flush()
 	if err != nil {
 		return fmt.Errorf("%s task: %w", kind, err)
@@ -632,7 +645,7 @@ func (p *Pipeline) replace(ctx context.Context, a store.App, rel store.Release, 
 		q := formation[proc]
 		ui.Step(out, "Starting %s (count=%d)", proc, q)
 		for i := 1; i <= q; i++ {
-			s, err := p.spec(rel, proc, i)
+			s, err := p.processSpec(ctx, rel, proc, i)
 			if err != nil {
 				cleanup()
 				return err
@@ -744,6 +757,14 @@ func (p *Pipeline) waitHealthy(ctx context.Context, cs []scheduler.Container, re
 			t := checks.Target{ID: c.ID, Process: c.Process, Index: c.Index, Port: c.Port}
 			ip, err := runner.Run(ctx, t, list, policy.Settings, say)
 			c.IP = ip
+			if err == nil {
+				// Plugins may add their own checks (Dokku's check-deploy).
+				var res string
+				res, err = p.triggers.Fire(ctx, "check-deploy", c.App, c.ID, c.Process, strconv.Itoa(c.Port), ip, strconv.Itoa(c.Index))
+				if res != "" {
+					say("%s", strings.TrimRight(res, "\n"))
+				}
+			}
 			result[i], errs[i] = c, err
 			if err != nil {
 				cancel()

@@ -249,7 +249,7 @@ func (p *Pipeline) Stop(ctx context.Context, app string, out io.Writer) error {
 		}
 	}
 	p.event(ctx, app, "stop", "stopped")
-	return nil
+	return p.fire(ctx, out, "post-stop", app)
 }
 
 // Start starts a stopped app (or any missing container of a running one).
@@ -271,6 +271,9 @@ func (p *Pipeline) Start(ctx context.Context, app string, out io.Writer) error {
 		return err
 	}
 	a.Stopped = false
+	if err := p.fire(ctx, out, "pre-start", app); err != nil {
+		return err
+	}
 	ui.Step(out, "Starting %s", app)
 	if err := p.converge(ctx, a, formation, out); err != nil {
 		return err
@@ -360,7 +363,7 @@ func (p *Pipeline) converge(ctx context.Context, a store.App, formation map[stri
 				ui.Detail(out, "started %s", c.Name)
 				fresh = append(fresh, c)
 			default:
-				s, err := p.spec(rel, proc, i)
+				s, err := p.processSpec(ctx, rel, proc, i)
 				if err != nil {
 					return err
 				}
@@ -562,7 +565,7 @@ func (p *Pipeline) Rename(ctx context.Context, from, to string, out io.Writer) e
 		for _, proc := range processOrder(rel, formation) {
 			ui.Step(out, "Starting %s (count=%d) as %s", proc, formation[proc], to)
 			for i := 1; i <= formation[proc]; i++ {
-				s, err := p.spec(rel, proc, i)
+				s, err := p.processSpec(ctx, rel, proc, i)
 				if err != nil {
 					return fail(err)
 				}

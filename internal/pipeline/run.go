@@ -12,6 +12,7 @@ import (
 	"github.com/robfig/cron/v3"
 
 	"github.com/berth-paas/berth/internal/appjson"
+	"github.com/berth-paas/berth/internal/dockeropts"
 	"github.com/berth-paas/berth/internal/scheduler"
 	"github.com/berth-paas/berth/internal/store"
 )
@@ -62,9 +63,13 @@ func (p *Pipeline) Run(ctx context.Context, o RunOptions, stdout, stderr io.Writ
 	if err != nil {
 		return 0, "", err
 	}
+	opts, err := p.dockerOptions(ctx, o.App, dockeropts.Run, o.App, s.Image)
+	if err != nil {
+		return 0, "", err
+	}
 	return p.sched.RunOneOff(ctx, scheduler.OneOff{
 		App: o.App, Release: rel.Version, Image: s.Image, Kind: kind, Cmd: cmd, Env: s.Env,
-		Stdin: o.Stdin, Detach: o.Detach,
+		Stdin: o.Stdin, Detach: o.Detach, Options: opts,
 	}, stdout, stderr)
 }
 

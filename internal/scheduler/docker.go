@@ -18,6 +18,8 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/client"
+
+	"github.com/berth-paas/berth/internal/dockeropts"
 )
 
 // Labels every berth container carries.
@@ -69,6 +71,36 @@ type Spec struct {
 	Port int
 	// Name is the container name; CanonicalName when empty.
 	Name string
+	// Options are extra docker options (docker-options, plugin triggers).
+	Options *dockeropts.Options
+}
+
+// applyOptions merges docker options into a container's config; berth's own
+// labels, network and restart policy always win.
+func applyOptions(o *dockeropts.Options, cfg *container.Config, host *container.HostConfig) {
+	if o == nil {
+		return
+	}
+	own := host.RestartPolicy
+	network := host.NetworkMode
+	logCfg := host.LogConfig
+	*host = o.Host
+	host.RestartPolicy, host.NetworkMode = own, network
+	if host.LogConfig.Type == "" {
+		host.LogConfig = logCfg
+	}
+	for k, v := range o.Labels {
+		if _, taken := cfg.Labels[k]; !taken {
+			cfg.Labels[k] = v
+		}
+	}
+	cfg.Env = append(cfg.Env, o.Env...)
+	if o.User != "" {
+		cfg.User = o.User
+	}
+	if o.WorkDir != "" {
+		cfg.WorkingDir = o.WorkDir
+	}
 }
 
 // Docker is the docker-local scheduler.
@@ -136,6 +168,7 @@ func (d *Docker) Start(ctx context.Context, s Spec) (Container, error) {
 		LogConfig:     container.LogConfig{Type: "json-file", Config: map[string]string{"max-size": "10m", "max-file": "3"}},
 		NetworkMode:   container.NetworkMode(d.network),
 	}
+	applyOptions(s.Options, cfg, host)
 	created, err := d.cli.ContainerCreate(ctx, cfg, host, &network.NetworkingConfig{}, nil, name)
 	if err != nil {
 		return Container{}, fmt.Errorf("create container %s: %w", name, err)

@@ -13,6 +13,8 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/pkg/stdcopy"
+
+	"github.com/berth-paas/berth/internal/dockeropts"
 )
 
 // LabelOneOff marks one-off containers (run, cron, release and deploy
@@ -76,6 +78,8 @@ type OneOff struct {
 	Stdin io.Reader
 	// Detach starts the container and returns without waiting or removing.
 	Detach bool
+	// Options are extra docker options (docker-options run, docker-args-run).
+	Options *dockeropts.Options
 }
 
 // RunOneOff runs a one-off container to completion, streaming its output to
@@ -96,6 +100,8 @@ func (d *Docker) RunOneOff(ctx context.Context, o OneOff, stdout, stderr io.Writ
 		AutoRemove:  o.Detach,
 		LogConfig:   container.LogConfig{Type: "json-file", Config: map[string]string{"max-size": "10m", "max-file": "1"}},
 	}
+	applyOptions(o.Options, cfg, host)
+	host.AutoRemove = o.Detach
 	created, err := d.cli.ContainerCreate(ctx, cfg, host, &network.NetworkingConfig{}, nil, name)
 	if err != nil {
 		return 0, "", fmt.Errorf("create %s container: %w", o.Kind, err)

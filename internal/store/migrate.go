@@ -88,6 +88,34 @@ CREATE INDEX events_app ON events(app, id);
 ALTER TABLE releases ADD COLUMN app_json TEXT NOT NULL DEFAULT '';
 ALTER TABLE releases ADD COLUMN app_env BLOB;
 `,
+	// 3: builders: docker options per phase, buildpacks, build logs.
+	`
+CREATE TABLE docker_options (
+	app      TEXT NOT NULL REFERENCES apps(name) ON UPDATE CASCADE ON DELETE CASCADE,
+	phase    TEXT NOT NULL,
+	position INTEGER NOT NULL,
+	option   TEXT NOT NULL,
+	PRIMARY KEY (app, phase, position)
+);
+CREATE TABLE buildpacks (
+	app      TEXT NOT NULL REFERENCES apps(name) ON UPDATE CASCADE ON DELETE CASCADE,
+	position INTEGER NOT NULL,
+	url      TEXT NOT NULL,
+	PRIMARY KEY (app, position)
+);
+CREATE TABLE builds (
+	app         TEXT NOT NULL REFERENCES apps(name) ON UPDATE CASCADE ON DELETE CASCADE,
+	id          INTEGER NOT NULL,
+	builder     TEXT NOT NULL DEFAULT '',
+	source      TEXT NOT NULL DEFAULT '',
+	status      TEXT NOT NULL,
+	image_id    TEXT NOT NULL DEFAULT '',
+	started_at  INTEGER NOT NULL,
+	finished_at INTEGER NOT NULL DEFAULT 0,
+	output      BLOB NOT NULL DEFAULT x'',
+	PRIMARY KEY (app, id)
+);
+`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {
