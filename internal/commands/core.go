@@ -38,6 +38,7 @@ func New(d *Deps) *Registry {
 	h.registerReleases(r)
 	h.registerRun(r)
 	h.registerEvents(r)
+	h.registerBuilders(r)
 	r.AddNamespace("version", "Print berth's version")
 	r.Add(&Command{Name: "version", Help: "Print berth's version", MaxArgs: 0, Run: func(ctx context.Context, c *Call) error {
 		fmt.Fprintf(c.Stdout, "berth %s\n", d.Version)

@@ -24,7 +24,7 @@ func (h *handlers) registerPs(r *Registry) {
 	r.Add(&Command{Name: "ps:start", Usage: "<app>", Help: "Start an app's processes", MinArgs: 1, MaxArgs: 1, Run: h.psStart})
 	r.Add(&Command{Name: "ps:stop", Usage: "<app>", Help: "Stop an app's processes (its hosts answer 502)", MinArgs: 1, MaxArgs: 1, Run: h.psStop})
 	r.Add(&Command{Name: "ps:restart", Usage: "<app>", Help: "Replace an app's containers with fresh ones, health-gated", MinArgs: 1, MaxArgs: 1, Run: h.psRestart})
-	r.Add(&Command{Name: "ps:set", Usage: "[--global|<app>] stop-timeout-seconds [<seconds>]", Help: "Set how long stopping containers get between SIGTERM and SIGKILL (default 10)",
+	r.Add(&Command{Name: "ps:set", Usage: "[--global|<app>] stop-timeout-seconds|procfile-path [<value>]", Help: "Set the stop timeout (seconds between SIGTERM and SIGKILL, default 10) or the Procfile's path",
 		MinArgs: 1, MaxArgs: 3, Flags: []Flag{globalFlag}, Run: h.psSet})
 	r.Add(&Command{Name: "ps:rebuild", Usage: "<app>", Help: "Rebuild an app from its deployed git revision and deploy it", MinArgs: 1, MaxArgs: 1, Run: h.psRebuild})
 }
@@ -129,8 +129,18 @@ func (h *handlers) psSet(ctx context.Context, c *Call) error {
 		}
 		app, args = a.Name, args[1:]
 	}
+	if len(args) > 0 && args[0] == "procfile-path" && len(args) <= 2 {
+		value := ""
+		if len(args) == 2 {
+			if err := relPath(args[1]); err != nil {
+				return err
+			}
+			value = args[1]
+		}
+		return h.setProperty(ctx, c, app, "procfile-path", pipeline.SettingProcfilePath, value)
+	}
 	if len(args) == 0 || len(args) > 2 || args[0] != "stop-timeout-seconds" {
-		return &UsageError{Msg: "the ps setting is stop-timeout-seconds"}
+		return &UsageError{Msg: "the ps settings are stop-timeout-seconds and procfile-path"}
 	}
 	value := ""
 	if len(args) == 2 {

@@ -4,13 +4,11 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"maps"
 	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
@@ -23,7 +21,6 @@ import (
 	shellwords "github.com/mattn/go-shellwords"
 
 	"github.com/berth-paas/berth/internal/appjson"
-	"github.com/berth-paas/berth/internal/builder/dockerfile"
 	"github.com/berth-paas/berth/internal/checks"
 	"github.com/berth-paas/berth/internal/dockeropts"
 	"github.com/berth-paas/berth/internal/procfile"
@@ -100,116 +97,12 @@ func (p *Pipeline) deployRev(ctx context.Context, app, rev string, gitEnv []stri
 	if err := p.fire(ctx, out, "post-extract", app, dir, rev); err != nil {
 		return err
 	}
-	err = p.buildAndDeploy(ctx, a, dir, rev, reason, by, out)
+	err = p.buildAndDeploy(ctx, a, source{dir: dir, rev: rev, kind: "git", meta: rev}, reason, by, out)
 	if err != nil {
 		p.event(ctx, app, "deploy-failed", "%s of %s failed: %v", reason, short(rev), err)
 	}
 	return err
 }
-
-// buildAndDeploy builds the source tree in dir, makes a release of it and
-// deploys that release.
-func (p *Pipeline) buildAndDeploy(ctx context.Context, a store.App, dir, rev, reason, by string, out io.Writer) error {
-	app := a.Name
-	procs, hasProcfile, err := readProcfile(dir)
-	if err != nil {
-		return err
-	}
-	aj, err := readAppJSON(dir, out)
-	if err != nil {
-		return err
-	}
-	if !dockerfile.Detect(dir) {
-		return errors.New("no Dockerfile at the root of the pushed tree: berth builds apps from a Dockerfile")
-	}
-	builder := dockerfile.Name
-	phase(ctx, "build")
-	ui.Step(out, "Building %s from Dockerfile", app)
-	if err := p.fire(ctx, out, "pre-build", builder, app, dir); err != nil {
-		return err
-	}
-	bopts, err := p.dockerOptions(ctx, app, dockeropts.Build, app, builder)
-	if err != nil {
-		return err
-	}
-	labels := map[string]string{}
-	for k, v := range bopts.Labels {
-		labels[k] = v
-	}
-	labels[LabelImageApp] = app
-	iw := ui.NewIndentWriter(out, ui.Indentation)
-	res, err := p.builder.Build(ctx, dockerfile.Options{
-		App: app, Dir: dir, Labels: labels, BuildArgs: bopts.BuildArgs,
-	}, iw)
-	iw.Flush()
-	if err != nil {
-		return err
-	}
-	if err := p.fire(ctx, out, "post-build", builder, app, dir); err != nil {
-		return err
-	}
-	img, err := p.docker.ImageInspect(ctx, res.ImageID)
-	if err != nil {
-		return fmt.Errorf("inspect built image: %w", err)
-	}
-	if !hasProcfile || procs["web"] == "" && len(nonRelease(procs)) == 0 {
-		if img.Config == nil || (len(img.Config.Cmd) == 0 && len(img.Config.Entrypoint) == 0) {
-			return errors.New("the image has no CMD or ENTRYPOINT and the Procfile defines no process: add one of them")
-		}
-		if procs == nil {
-			procs = map[string]string{}
-		}
-		procs["web"] = ""
-	}
-	if err := p.applyAppJSONEnv(ctx, a, aj, out); err != nil {
-		return err
-	}
-	env, err := p.store.MergedConfig(ctx, app)
-	if err != nil {
-		return err
-	}
-	appEnv, err := p.store.Config(ctx, app)
-	if err != nil {
-		return err
-	}
-	if err := checkCommands(procs, env); err != nil {
-		return err
-	}
-	formation, err := p.formationFor(ctx, app, procs, aj)
-	if err != nil {
-		return err
-	}
-	ajRaw, err := json.Marshal(aj)
-	if err != nil {
-		return fmt.Errorf("encode app.json: %w", err)
-	}
-	phase(ctx, "release")
-	ui.Step(out, "Releasing %s...", app)
-	if err := p.fire(ctx, out, "pre-release-builder", builder, app, res.ImageID); err != nil {
-		return err
-	}
-	rel, err := p.store.CreateRelease(ctx, store.Release{
-		App: app, ImageID: res.ImageID, GitRev: rev, Env: env, AppEnv: appEnv, Processes: procs,
-		Formation: formation, Reason: reason, CreatedBy: by, AppJSON: string(ajRaw),
-	})
-	if err != nil {
-		return err
-	}
-	if err := p.docker.ImageTag(ctx, res.ImageID, ImageTag(app, rel.Version)); err != nil {
-		err = fmt.Errorf("tag image: %w", err)
-		p.failRelease(ctx, rel, err)
-		return err
-	}
-	if err := p.fire(ctx, out, "post-release-builder", builder, app, ImageTag(app, rel.Version)); err != nil {
-		p.failRelease(ctx, rel, err)
-		return err
-	}
-	return p.deploy(ctx, a, rel, "git", rev, out)
-}
-
-// LabelImageApp labels the images built for an app. (Not berth.app:
-// containers inherit image labels, and berth.app marks process containers.)
-const LabelImageApp = "berth.image.app"
 
 // nonRelease returns the process types other than the release task.
 func nonRelease(procs map[string]string) []string {
@@ -226,11 +119,11 @@ func nonRelease(procs map[string]string) []string {
 // switch; it never runs as a long-lived container.
 const ReleaseProcess = "release"
 
-// readAppJSON reads app.json and the legacy CHECKS file of a source tree;
-// CHECKS becomes the web checks when app.json defines none.
-func readAppJSON(dir string, out io.Writer) (*appjson.AppJSON, error) {
+// readAppJSON reads an app.json and a legacy CHECKS file; CHECKS becomes the
+// web checks when app.json defines none.
+func readAppJSON(path, checksPath string, out io.Writer) (*appjson.AppJSON, error) {
 	aj := &appjson.AppJSON{}
-	data, err := os.ReadFile(filepath.Join(dir, "app.json"))
+	data, err := os.ReadFile(path)
 	switch {
 	case err == nil:
 		if aj, err = appjson.Parse(data); err != nil {
@@ -239,7 +132,7 @@ func readAppJSON(dir string, out io.Writer) (*appjson.AppJSON, error) {
 	case !errors.Is(err, os.ErrNotExist):
 		return nil, fmt.Errorf("read app.json: %w", err)
 	}
-	data, err = os.ReadFile(filepath.Join(dir, "CHECKS"))
+	data, err = os.ReadFile(checksPath)
 	switch {
 	case err == nil:
 		checks, err := appjson.ParseChecks(data)
@@ -296,12 +189,12 @@ func (p *Pipeline) applyAppJSONEnv(ctx context.Context, a store.App, aj *appjson
 	if err := p.store.UpdateConfig(ctx, a.Name, set, nil, false); err != nil {
 		return err
 	}
-	ui.Step(out, "Setting config vars from app.json: %s", strings.Join(ui.SortedKeys(set), ", "))
+	ui.Step(out, "Setting default config vars (app.json, buildpacks): %s", strings.Join(ui.SortedKeys(set), ", "))
 	return nil
 }
 
-func readProcfile(dir string) (map[string]string, bool, error) {
-	data, err := os.ReadFile(filepath.Join(dir, "Procfile"))
+func readProcfile(path string) (map[string]string, bool, error) {
+	data, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, false, nil
 	}
@@ -545,9 +438,15 @@ func (p *Pipeline) spec(rel store.Release, process string, index int) (scheduler
 	env["DYNO"] = process + "." + strconv.Itoa(index)
 	var cmd []string
 	if c := rel.Processes[process]; c != "" {
-		var err error
-		if cmd, err = splitCommand(c, env); err != nil {
-			return scheduler.Spec{}, fmt.Errorf("process %s: %w", process, err)
+		if rel.Builder == BuilderHerokuish {
+			// As on Heroku: the image's launcher sources .profile.d, then
+			// bash runs the Procfile command.
+			cmd = []string{"/bin/bash", "-c", c}
+		} else {
+			var err error
+			if cmd, err = splitCommand(c, env); err != nil {
+				return scheduler.Spec{}, fmt.Errorf("process %s: %w", process, err)
+			}
 		}
 	}
 	list := make([]string, 0, len(env))

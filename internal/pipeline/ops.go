@@ -75,8 +75,10 @@ func (p *Pipeline) Redeploy(ctx context.Context, app, reason, by string, out io.
 // the app's lock.
 func (p *Pipeline) redeploy(ctx context.Context, a store.App, cur store.Release, env map[string]string, reason, by string, out io.Writer) error {
 	app := a.Name
-	if err := checkCommands(cur.Processes, env); err != nil {
-		return err
+	if cur.Builder != BuilderHerokuish {
+		if err := checkCommands(cur.Processes, env); err != nil {
+			return err
+		}
 	}
 	formation, err := p.store.Formation(ctx, app)
 	if err != nil {
@@ -88,7 +90,7 @@ func (p *Pipeline) redeploy(ctx context.Context, a store.App, cur store.Release,
 	}
 	rel, err := p.store.CreateRelease(ctx, store.Release{
 		App: app, ImageID: cur.ImageID, GitRev: cur.GitRev, Env: env, AppEnv: appEnv, Processes: cur.Processes,
-		Formation: formation, Reason: reason, CreatedBy: by, AppJSON: cur.AppJSON,
+		Formation: formation, Reason: reason, CreatedBy: by, AppJSON: cur.AppJSON, Builder: cur.Builder,
 	})
 	if err != nil {
 		return err
@@ -482,6 +484,9 @@ func (p *Pipeline) Destroy(ctx context.Context, app string, out io.Writer) error
 	if err := os.RemoveAll(p.RepoPath(app)); err != nil {
 		return fmt.Errorf("remove repository of %s: %w", app, err)
 	}
+	if err := os.RemoveAll(p.CacheDir(app)); err != nil {
+		return fmt.Errorf("remove the build cache of %s: %w", app, err)
+	}
 	if err := p.store.DeleteApp(ctx, app); err != nil {
 		return err
 	}
@@ -585,10 +590,12 @@ func (p *Pipeline) Rename(ctx context.Context, from, to string, out io.Writer) e
 		undoTags()
 		return err
 	}
-	if _, err := os.Stat(p.RepoPath(from)); err == nil {
-		if err := os.Rename(p.RepoPath(from), p.RepoPath(to)); err != nil {
-			p.log.Error("move repository after rename", "from", from, "to", to, "err", err)
-			ui.Warn(out, "could not move the git repository: %v", err)
+	for _, dirs := range [][2]string{{p.RepoPath(from), p.RepoPath(to)}, {p.CacheDir(from), p.CacheDir(to)}} {
+		if _, err := os.Stat(dirs[0]); err == nil {
+			if err := os.Rename(dirs[0], dirs[1]); err != nil {
+				p.log.Error("move app directory after rename", "from", dirs[0], "to", dirs[1], "err", err)
+				ui.Warn(out, "could not move %s: %v", dirs[0], err)
+			}
 		}
 	}
 	if err := p.setRoutes(ctx, to, healthy); err != nil {
@@ -625,6 +632,9 @@ func (p *Pipeline) Reconcile(ctx context.Context) error {
 	for _, r := range stale {
 		p.log.Warn("release left unfinished by a previous run", "app", r.App, "release", r.Version)
 		p.failRelease(ctx, r, errors.New("the server stopped during the deploy"))
+	}
+	if err := p.store.FailRunningBuilds(ctx); err != nil {
+		return err
 	}
 	apps, err := p.store.Apps(ctx)
 	if err != nil {

@@ -49,6 +49,13 @@ func (p *Pipeline) processSpec(ctx context.Context, rel store.Release, process s
 	if err != nil {
 		return s, err
 	}
-	s.Options, err = p.dockerOptions(ctx, rel.App, dockeropts.Deploy, rel.App, s.Image, process, strconv.Itoa(index))
-	return s, err
+	if s.Options, err = p.dockerOptions(ctx, rel.App, dockeropts.Deploy, rel.App, s.Image, process, strconv.Itoa(index)); err != nil {
+		return s, err
+	}
+	limits, err := p.Limits(ctx, rel.App, process)
+	if err != nil {
+		return s, err
+	}
+	limits.apply(s.Options)
+	return s, nil
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/docker/docker/client"
 
+	"github.com/berth-paas/berth/internal/builder/buildpack"
 	"github.com/berth-paas/berth/internal/builder/dockerfile"
 	"github.com/berth-paas/berth/internal/plugins"
 	"github.com/berth-paas/berth/internal/proxy"
@@ -52,7 +53,8 @@ type Pipeline struct {
 	store    *store.Store
 	docker   *client.Client
 	sched    *scheduler.Docker
-	builder  *dockerfile.Builder
+	builder    *dockerfile.Builder
+	buildpacks *buildpack.Builder
 	router   *proxy.Router
 	triggers *plugins.Bus
 	opts     Options
@@ -68,7 +70,7 @@ func New(st *store.Store, cli *client.Client, sched *scheduler.Docker, router *p
 		o.Logger = slog.Default()
 	}
 	return &Pipeline{
-		store: st, docker: cli, sched: sched, builder: dockerfile.New(cli), router: router, triggers: bus,
+		store: st, docker: cli, sched: sched, builder: dockerfile.New(cli), buildpacks: buildpack.New(cli), router: router, triggers: bus,
 		opts: o, log: o.Logger, locks: locks{m: map[string]*appLock{}},
 	}
 }

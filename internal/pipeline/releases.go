@@ -79,7 +79,7 @@ func (p *Pipeline) Rollback(ctx context.Context, app string, version int, by str
 	}
 	rel, err := p.store.CreateRelease(ctx, store.Release{
 		App: app, ImageID: target.ImageID, GitRev: target.GitRev, Env: target.Env, AppEnv: target.AppEnv,
-		Processes: target.Processes, Formation: formation, AppJSON: target.AppJSON,
+		Processes: target.Processes, Formation: formation, AppJSON: target.AppJSON, Builder: target.Builder,
 		Reason: fmt.Sprintf("rollback to v%d", target.Version), CreatedBy: by,
 	})
 	if err != nil {

@@ -151,6 +151,9 @@ func (d *Docker) Start(ctx context.Context, s Spec) (Container, error) {
 		LabelIndex:    strconv.Itoa(s.Index),
 		LabelPort:     strconv.Itoa(s.Port),
 		LabelInstance: d.instance,
+		// Blank what an image may have inherited from a one-off.
+		LabelOneOff:  "",
+		"berth.kind": "",
 	}
 	cfg := &container.Config{
 		Image:    s.Image,

@@ -116,6 +116,11 @@ CREATE TABLE builds (
 	PRIMARY KEY (app, id)
 );
 `,
+	// 4: the builder that made a release (buildpack images run their
+	// process commands through the image's launcher and a shell).
+	`
+ALTER TABLE releases ADD COLUMN builder TEXT NOT NULL DEFAULT '';
+`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {

@@ -30,6 +30,8 @@ type Release struct {
 	AppEnv map[string]string
 	// AppJSON is the effective app.json of the release (CHECKS folded in).
 	AppJSON string
+	// Builder made the image: dockerfile, herokuish, image.
+	Builder string
 	// Processes maps a process type to its command; "" runs the image's CMD.
 	Processes map[string]string
 	Formation map[string]int
@@ -43,14 +45,14 @@ type Release struct {
 	Error      string
 }
 
-const releaseCols = `app, version, image_id, git_rev, env, processes, formation, status, reason, created_by, created_at, finished_at, error, app_json, app_env`
+const releaseCols = `app, version, image_id, git_rev, env, processes, formation, status, reason, created_by, created_at, finished_at, error, app_json, app_env, builder`
 
 func (s *Store) scanRelease(row interface{ Scan(...any) error }) (Release, error) {
 	var r Release
 	var env, appEnv []byte
 	var procs, form string
 	var created, finished int64
-	if err := row.Scan(&r.App, &r.Version, &r.ImageID, &r.GitRev, &env, &procs, &form, &r.Status, &r.Reason, &r.CreatedBy, &created, &finished, &r.Error, &r.AppJSON, &appEnv); err != nil {
+	if err := row.Scan(&r.App, &r.Version, &r.ImageID, &r.GitRev, &env, &procs, &form, &r.Status, &r.Reason, &r.CreatedBy, &created, &finished, &r.Error, &r.AppJSON, &appEnv, &r.Builder); err != nil {
 		return r, err
 	}
 	if len(appEnv) > 0 {
@@ -101,8 +103,8 @@ func (s *Store) CreateRelease(ctx context.Context, r Release) (Release, error) {
 		if err := t.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) + 1 FROM releases WHERE app = ?`, r.App).Scan(&r.Version); err != nil {
 			return err
 		}
-		_, err := t.ExecContext(ctx, `INSERT INTO releases(`+releaseCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, '', ?, ?)`,
-			r.App, r.Version, r.ImageID, r.GitRev, sealed, string(procs), string(form), r.Status, r.Reason, r.CreatedBy, ts, r.AppJSON, sealedApp)
+		_, err := t.ExecContext(ctx, `INSERT INTO releases(`+releaseCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, '', ?, ?, ?)`,
+			r.App, r.Version, r.ImageID, r.GitRev, sealed, string(procs), string(form), r.Status, r.Reason, r.CreatedBy, ts, r.AppJSON, sealedApp, r.Builder)
 		return err
 	})
 	if err != nil {

@@ -80,6 +80,17 @@ func SortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
+// NewBuildWriter indents build output the way Heroku shows buildpack
+// output: lines that are already formatted ("----->", " !     " or indented
+// by seven spaces) pass as they are, others are indented.
+func NewBuildWriter(w io.Writer) *IndentWriter {
+	iw := NewIndentWriter(w, Indentation)
+	iw.keep = func(line []byte) bool {
+		return bytes.HasPrefix(line, []byte("-----> ")) || bytes.HasPrefix(line, []byte(" !     ")) || bytes.HasPrefix(line, []byte(Indentation))
+	}
+	return iw
+}
+
 // IndentWriter prefixes every line written through it with prefix. It is
 // safe for concurrent use; partial lines are held until their newline or
 // Flush.
@@ -88,6 +99,8 @@ type IndentWriter struct {
 	w       io.Writer
 	prefix  string
 	partial []byte
+	// keep, when set, says which lines pass without the prefix.
+	keep func(line []byte) bool
 }
 
 // NewIndentWriter returns a writer that indents every line by prefix.
@@ -107,9 +120,11 @@ func (iw *IndentWriter) Write(p []byte) (int, error) {
 			iw.partial = append(iw.partial, p...)
 			break
 		}
-		out.WriteString(iw.prefix)
-		out.Write(iw.partial)
-		out.Write(bytes.TrimRight(p[:i], "\r"))
+		line := append(iw.partial, bytes.TrimRight(p[:i], "\r")...)
+		if iw.keep == nil || !iw.keep(line) {
+			out.WriteString(iw.prefix)
+		}
+		out.Write(line)
 		out.WriteByte('\n')
 		iw.partial = iw.partial[:0]
 		p = p[i+1:]
