@@ -18,6 +18,10 @@ command -v git >/dev/null 2>&1 || missing+=(git)
 command -v ssh >/dev/null 2>&1 || missing+=(openssh-client)
 command -v ssh-keygen >/dev/null 2>&1 || missing+=(openssh-client)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+# images:bootstrap makes the buildpack stack with debootstrap; the tests run
+# a local image registry (Debian's docker-registry) on loopback.
+command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
+command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
 if ! docker info >/dev/null 2>&1 && ! command -v dockerd >/dev/null 2>&1; then
   missing+=(docker.io)
 fi

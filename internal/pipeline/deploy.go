@@ -579,9 +579,22 @@ func (p *Pipeline) replace(ctx context.Context, a store.App, rel store.Release, 
 	if err := p.setRoutes(ctx, app, healthy); err != nil {
 		return err
 	}
-	p.retireLater(ctx, app, append(keep, stopped...), policy, out, func() {
-		p.canonicalise(context.WithoutCancel(ctx), healthy)
-	})
+	// The new containers take their canonical names now; the old ones,
+	// still draining, move aside.
+	retiring := append(keep, stopped...)
+	bg := context.WithoutCancel(ctx)
+	for i, c := range retiring {
+		if c.Name == scheduler.CanonicalName(c.App, c.Process, c.Index) {
+			name := c.Name + ".retiring-" + newToken()[:6]
+			if err := p.sched.Rename(bg, c.ID, name); err != nil {
+				p.log.Warn("rename retiring container", "container", c.Name, "err", err)
+				continue
+			}
+			retiring[i].Name = name
+		}
+	}
+	p.canonicalise(bg, healthy)
+	p.retireLater(ctx, app, retiring, policy, out, func() {})
 	return nil
 }
 
