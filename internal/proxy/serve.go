@@ -31,6 +31,10 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	defer t.stats.release()
+	if fastPathOK(req) {
+		t.serveFast(w, req)
+		return
+	}
 	t.proxy.ServeHTTP(w, req)
 }
 

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // addrStats is the accounting of one upstream address, shared by every
@@ -20,6 +21,10 @@ type addrStats struct {
 
 	mu    sync.Mutex
 	conns map[*trackedConn]struct{} // open upstream connections
+	// idle holds the fast path's keep-alive connections, most recently
+	// used last; sweeper closes those idle too long.
+	idle    []*upConn
+	sweeper *time.Timer
 }
 
 func (s *addrStats) acquire() { s.inflight.Add(1) }
