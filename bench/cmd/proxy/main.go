@@ -159,7 +159,9 @@ func run(rounds int, duration time.Duration, conns, threads int) error {
 	return nil
 }
 
-func ms(d time.Duration) string { return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 2, 64) + "ms" }
+func ms(d time.Duration) string {
+	return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 2, 64) + "ms"
+}
 
 // webAddr returns "ip:port" of the app's web container on the berth
 // network.
