@@ -22,6 +22,10 @@ command -v curl >/dev/null 2>&1 || missing+=(curl)
 # a local image registry (Debian's docker-registry) on loopback.
 command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
 command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
+# The TLS/DNS tests run an authoritative DNS server (Knot DNS) on loopback
+# and check its records with dig.
+command -v knotd >/dev/null 2>&1 || [ -x /usr/sbin/knotd ] || missing+=(knot)
+command -v dig >/dev/null 2>&1 || missing+=(bind9-dnsutils)
 if ! docker info >/dev/null 2>&1 && ! command -v dockerd >/dev/null 2>&1; then
   missing+=(docker.io)
 fi

@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"strings"
 
+	"github.com/berth-paas/berth/internal/certs"
+	"github.com/berth-paas/berth/internal/dns"
 	"github.com/berth-paas/berth/internal/pipeline"
 	"github.com/berth-paas/berth/internal/store"
 	"github.com/berth-paas/berth/internal/ui"
@@ -21,6 +23,10 @@ type Deps struct {
 	Pipeline *pipeline.Pipeline
 	Version  string
 	Logger   *slog.Logger
+	// Certs and DNS back the certs:*, letsencrypt:* and dns:* commands;
+	// without them those commands are not registered.
+	Certs *certs.Manager
+	DNS   *dns.Manager
 }
 
 // New returns a registry holding every built-in command.
@@ -38,6 +44,9 @@ func New(d *Deps) *Registry {
 	h.registerReleases(r)
 	h.registerRun(r)
 	h.registerEvents(r)
+	h.registerCerts(r)
+	h.registerLetsencrypt(r)
+	h.registerDNS(r)
 	h.registerBuilders(r)
 	r.AddNamespace("version", "Print berth's version")
 	r.Add(&Command{Name: "version", Help: "Print berth's version", MaxArgs: 0, Run: func(ctx context.Context, c *Call) error {

@@ -43,6 +43,11 @@ type Options struct {
 	Domain string
 	// HTTPPort is the proxy's public port, used to print app URLs.
 	HTTPPort int
+	// HTTPSPort is the proxy's public HTTPS port (0: HTTPS is off), and
+	// SecureHost says whether a host of an app has a certificate: its URL
+	// is then https://.
+	HTTPSPort  int
+	SecureHost func(app, host string) bool
 	// Executable is the berth binary git hooks call back into.
 	Executable string
 	Logger     *slog.Logger
@@ -189,9 +194,17 @@ func (p *Pipeline) URLs(ctx context.Context, app string) ([]string, error) {
 	if p.opts.HTTPPort != 0 && p.opts.HTTPPort != 80 {
 		port = ":" + strconv.Itoa(p.opts.HTTPPort)
 	}
+	sport := ""
+	if p.opts.HTTPSPort != 0 && p.opts.HTTPSPort != 443 {
+		sport = ":" + strconv.Itoa(p.opts.HTTPSPort)
+	}
 	urls := make([]string, 0, len(hosts))
 	for _, h := range hosts {
-		if !strings.HasPrefix(h, "*.") {
+		switch {
+		case strings.HasPrefix(h, "*."):
+		case p.opts.HTTPSPort != 0 && p.opts.SecureHost != nil && p.opts.SecureHost(app, h):
+			urls = append(urls, "https://"+h+sport)
+		default:
 			urls = append(urls, "http://"+h+port)
 		}
 	}

@@ -88,6 +88,17 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return fmt.Errorf("listen for HTTP on %s: %w", cfg.HTTPAddr, err)
 	}
 	httpPort := httpLn.Addr().(*net.TCPAddr).Port
+	httpsLn, httpsPort, err := listenHTTPS(cfg.HTTPSAddr)
+	if err != nil {
+		httpLn.Close()
+		return err
+	}
+	closeListeners := func() {
+		httpLn.Close()
+		if httpsLn != nil {
+			httpsLn.Close()
+		}
+	}
 
 	exe, err := os.Executable()
 	if err != nil {
@@ -100,38 +111,43 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	bus := plugins.NewBus()
 	instance, err := st.InstanceID(ctx)
 	if err != nil {
-		httpLn.Close()
+		closeListeners()
 		return err
 	}
 	sched := scheduler.NewDocker(cli, NetworkName, instance)
+	var tlsp *tlsParts
 	pipe := pipeline.New(st, cli, sched, router, bus, pipeline.Options{
 		DataDir: dataDir, Domain: cfg.Domain, HTTPPort: httpPort, Executable: exe, Logger: log,
+		HTTPSPort: httpsPort, SecureHost: func(app, host string) bool { return tlsp.certs.SecureHost(app, host) },
 	})
-	reg := commands.New(&commands.Deps{Store: st, Pipeline: pipe, Version: cfg.Version, Logger: log})
+	tlsp = newTLS(ctx, st, router, pipe, bus, httpLn, httpsPort, log)
+	defer tlsp.certs.Stop()
+	reg := commands.New(&commands.Deps{Store: st, Pipeline: pipe, Version: cfg.Version, Logger: log, Certs: tlsp.certs, DNS: tlsp.dns})
 
 	if err := pipe.Reconcile(ctx); err != nil {
-		httpLn.Close()
+		closeListeners()
 		return fmt.Errorf("reconcile containers: %w", err)
 	}
+	tlsp.certs.Start(ctx)
 
 	if err := sched.RemoveStaleOneOffs(ctx); err != nil {
 		log.Warn("remove stale one-off containers", "err", err)
 	}
 	if err := pipe.StartCron(ctx); err != nil {
-		httpLn.Close()
+		closeListeners()
 		return fmt.Errorf("start cron: %w", err)
 	}
 
 	sockLn, err := rpc.Listen(SocketPath(dataDir))
 	if err != nil {
-		httpLn.Close()
+		closeListeners()
 		return err
 	}
 
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
 	var wg sync.WaitGroup
-	errc := make(chan error, 4)
+	errc := make(chan error, 5)
 	run := func(name string, fn func() error) {
 		wg.Add(1)
 		go func() {
@@ -144,7 +160,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 
 	httpSrv := &http.Server{
-		Handler:           router,
+		Handler:           tlsp.edge.HTTP(),
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
@@ -156,8 +172,22 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 		return nil
 	})
-	if cfg.HTTPSAddr != "" {
-		log.Info("HTTPS is not served yet: this version has no certificate support, so --https-addr is ignored", "https-addr", cfg.HTTPSAddr)
+	var httpsSrv *http.Server
+	if httpsLn != nil {
+		httpsSrv = &http.Server{
+			Handler:           tlsp.edge.HTTPS(),
+			TLSConfig:         tlsp.certs.TLSConfig(),
+			ReadHeaderTimeout: 30 * time.Second,
+			IdleTimeout:       120 * time.Second,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		}
+		run("https", func() error {
+			log.Info("HTTPS proxy listening", "addr", httpsLn.Addr().String())
+			if err := httpsSrv.ServeTLS(httpsLn, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
 	}
 	if cfg.SSHAddr != "" {
 		ssh := &sshd.Server{Store: st, Registry: reg, Pipeline: pipe, DataDir: dataDir, Logger: log}
@@ -180,6 +210,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	httpSrv.Shutdown(sctx)
+	if httpsSrv != nil {
+		httpsSrv.Shutdown(sctx)
+	}
 	wg.Wait()
 	pipe.WaitRetirements(sctx)
 	os.Remove(SocketPath(dataDir))

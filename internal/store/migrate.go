@@ -121,6 +121,9 @@ CREATE TABLE builds (
 	`
 ALTER TABLE releases ADD COLUMN builder TEXT NOT NULL DEFAULT '';
 `,
+	// 5: TLS and DNS: certmagic's storage and locks, apps' manual
+	// certificates, DNS records created for apps (see tls.go).
+	tlsSchema,
 }
 
 func (s *Store) migrate(ctx context.Context) error {

@@ -101,8 +101,10 @@ type Server struct {
 	Bin      string
 	DataDir  string
 	HTTPAddr string
-	SSHPort  string
-	Domain   string
+	// HTTPSAddr is the HTTPS proxy address; "" (the default) disables HTTPS.
+	HTTPSAddr string
+	SSHPort   string
+	Domain    string
 	// Key is the private key registered as "e2e" by Setup.
 	Key string
 	Log *LockedBuffer
@@ -130,7 +132,7 @@ func NewServer(bin, dir string) (*Server, error) {
 // socket and SSH port answer.
 func (s *Server) Start() error {
 	s.cmd = exec.Command(s.Bin, "server", "--data-dir", s.DataDir, "--http-addr", s.HTTPAddr,
-		"--https-addr", "", "--ssh-addr", "127.0.0.1:"+s.SSHPort, "--domain", s.Domain, "--log-level", "debug")
+		"--https-addr", s.HTTPSAddr, "--ssh-addr", "127.0.0.1:"+s.SSHPort, "--domain", s.Domain, "--log-level", "debug")
 	s.cmd.Stdout, s.cmd.Stderr = s.Log, s.Log
 	if err := s.cmd.Start(); err != nil {
 		return err
