@@ -133,6 +133,21 @@ func TestBuildpacks(t *testing.T) {
 	if out := s.mustBerth("builds:output", app, "1"); !strings.Contains(out, "cache count: 1") {
 		t.Errorf("builds:output 1:\n%s", out)
 	}
+	// A buildpack from a git repository, at a ref.
+	bpRepo := t.TempDir()
+	cp := exec.Command("cp", "-a", hello+"/.", bpRepo)
+	if o, err := cp.CombinedOutput(); err != nil {
+		t.Fatalf("copy buildpack: %v %s", err, o)
+	}
+	gr := &Repo{Repo: &testkit.Repo{Dir: bpRepo}, t: t}
+	gr.git("init", "-q", "-b", "main")
+	gr.commit("buildpack")
+	gr.git("tag", "v1")
+	s.mustBerth("buildpacks:set", app, "file://"+bpRepo+"#v1")
+	r.commit("git buildpack")
+	if out := s.mustPush(r, app); !strings.Contains(out, "Hello app detected (file://"+bpRepo+"#v1)") {
+		t.Errorf("git buildpack not used:\n%s", out)
+	}
 	s.mustBerth("buildpacks:clear", app)
 	out, code = s.berth("buildpacks:add", app, "not a buildpack")
 	if code == 0 || !strings.Contains(out, "invalid buildpack") {
