@@ -102,6 +102,11 @@ func routedAddrs(tbl *table) map[string]struct{} {
 			out[t.addr] = struct{}{}
 		}
 	}
+	for _, st := range tbl.ports {
+		for _, t := range st.targets {
+			out[t.addr] = struct{}{}
+		}
+	}
 	return out
 }
 

@@ -77,11 +77,16 @@ type Router struct {
 type table struct {
 	hosts map[string]*appState // canonical host -> app
 	apps  map[string]*appState // app name -> app
+	// ports routes the extra listeners of port mappings: host port -> the
+	// app's targets on the mapping's container port.
+	ports map[int]*appState
 }
 
 // appState is one app's routes within one table.
 type appState struct {
-	name    string
+	name string
+	// port is the host port of a port route (SetPort), 0 for host routes.
+	port    int
 	hosts   []string
 	targets []*target
 	// rr is the round-robin counter.
@@ -124,6 +129,7 @@ func New(opts Options) *Router {
 	r.table.Store(&table{
 		hosts: map[string]*appState{},
 		apps:  map[string]*appState{},
+		ports: map[int]*appState{},
 	})
 	return r
 }
@@ -165,6 +171,7 @@ func (r *Router) Set(app string, hosts []string, targets []string) {
 	next := &table{
 		hosts: make(map[string]*appState, len(old.hosts)+len(hosts)),
 		apps:  make(map[string]*appState, len(old.apps)+1),
+		ports: old.ports,
 	}
 	var retired []*appState
 	if prev := old.apps[app]; prev != nil {
@@ -224,6 +231,7 @@ func (r *Router) Remove(app string) {
 	next := &table{
 		hosts: make(map[string]*appState, len(old.hosts)),
 		apps:  make(map[string]*appState, len(old.apps)),
+		ports: old.ports,
 	}
 	for name, st := range old.apps {
 		if name == app {
@@ -235,6 +243,57 @@ func (r *Router) Remove(app string) {
 		}
 	}
 	r.publish(next, []*appState{prev})
+}
+
+// SetPort routes the extra listener on host port port to targets ("ip:port")
+// of app, round robin, replacing what port routed before. Like Set it is
+// atomic for readers, and requests or connections already in flight to
+// targets no longer routed go on; use [Router.Drain] to wait for them.
+func (r *Router) SetPort(port int, app string, targets []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old := r.table.Load()
+	next := &table{hosts: old.hosts, apps: old.apps, ports: make(map[int]*appState, len(old.ports)+1)}
+	for p, st := range old.ports {
+		next.ports[p] = st
+	}
+	var retired []*appState
+	if prev := old.ports[port]; prev != nil {
+		retired = append(retired, prev)
+	}
+	st := r.newAppState(app, nil, targets)
+	st.port = port
+	next.ports[port] = st
+	r.publish(next, retired)
+}
+
+// RemovePort drops the route of host port port.
+func (r *Router) RemovePort(port int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old := r.table.Load()
+	prev := old.ports[port]
+	if prev == nil {
+		return
+	}
+	next := &table{hosts: old.hosts, apps: old.apps, ports: make(map[int]*appState, len(old.ports))}
+	for p, st := range old.ports {
+		if p != port {
+			next.ports[p] = st
+		}
+	}
+	r.publish(next, []*appState{prev})
+}
+
+// PortRoutes returns a snapshot of the port routes: host port -> the app and
+// its targets (Route.Hosts holds the app name).
+func (r *Router) PortRoutes() map[int]Route {
+	t := r.table.Load()
+	out := make(map[int]Route, len(t.ports))
+	for port, st := range t.ports {
+		out[port] = Route{Hosts: []string{st.name}, Targets: st.targetAddrs()}
+	}
+	return out
 }
 
 // Routes returns a snapshot of the routing table: app name -> its hosts and

@@ -21,6 +21,22 @@ const maxAcquireAttempts = 4
 func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	host := canonicalHost(req.Host)
 	app, t := r.acquire(host)
+	r.serve(w, req, app, t, host)
+}
+
+// PortHandler returns the handler of an extra HTTP listener on host port
+// port: every request goes to the app [Router.SetPort] routed there,
+// whatever its Host header.
+func (r *Router) PortHandler(port int) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		app, t := r.acquirePort(port)
+		r.serve(w, req, app, t, "port "+strconv.Itoa(port))
+	})
+}
+
+// serve proxies req to t, the target acquired for it (already counted in
+// flight), or answers 404 (no app) or 502 (no target).
+func (r *Router) serve(w http.ResponseWriter, req *http.Request, app *appState, t *target, host string) {
 	switch {
 	case app == nil:
 		writePage(w, req, http.StatusNotFound, errorPage("404 Not Found",
@@ -59,6 +75,25 @@ func (r *Router) acquire(host string) (*appState, *target) {
 			if app == nil {
 				return nil, nil
 			}
+		}
+		if len(app.targets) == 0 {
+			return app, nil
+		}
+		t := app.pick()
+		t.stats.acquire()
+		if !app.retired.Load() || attempt == maxAcquireAttempts {
+			return app, t
+		}
+		t.stats.release()
+	}
+}
+
+// acquirePort is acquire for the route of an extra listener's host port.
+func (r *Router) acquirePort(port int) (*appState, *target) {
+	for attempt := 1; ; attempt++ {
+		app := r.table.Load().ports[port]
+		if app == nil {
+			return nil, nil
 		}
 		if len(app.targets) == 0 {
 			return app, nil

@@ -165,7 +165,11 @@ func (t *target) RoundTrip(req *http.Request) (*http.Response, error) {
 // flight to it. It returns nil if there is none.
 func (r *Router) acquireRetry(failed *target) *target {
 	for range maxAcquireAttempts {
-		app := r.table.Load().apps[failed.app.name]
+		tbl := r.table.Load()
+		app := tbl.apps[failed.app.name]
+		if failed.app.port != 0 {
+			app = tbl.ports[failed.app.port]
+		}
 		if app == nil || len(app.targets) == 0 {
 			return nil
 		}
