@@ -165,14 +165,8 @@ func (h *handlers) appsReport(ctx context.Context, c *Call) error {
 	if err != nil {
 		return err
 	}
-	var apps []store.App
-	if len(c.Args) == 1 {
-		a, err := h.app(ctx, c.Args[0])
-		if err != nil {
-			return err
-		}
-		apps = []store.App{a}
-	} else if apps, err = h.Store.Apps(ctx); err != nil {
+	apps, err := h.appsArg(ctx, c)
+	if err != nil {
 		return err
 	}
 	reports := make([]appReport, 0, len(apps))
@@ -188,10 +182,7 @@ func (h *handlers) appsReport(ctx context.Context, c *Call) error {
 		})
 	}
 	if asJSON {
-		if len(c.Args) == 1 {
-			return ui.JSON(c.Stdout, reports[0])
-		}
-		return ui.JSON(c.Stdout, reports)
+		return emitJSON(c, reports)
 	}
 	if len(reports) == 0 {
 		ui.Warn(c.Stderr, "There are no apps yet")

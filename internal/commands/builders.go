@@ -105,6 +105,51 @@ func (h *handlers) setProperty(ctx context.Context, c *Call, app, name, key, val
 	return nil
 }
 
+// property is a setting a *:set command changes.
+type property struct {
+	key string // the stored setting
+	// check validates and normalises a value.
+	check func(name, value string) (string, error)
+}
+
+// setCommand runs "[--global|<app>] KEY [VALUE]" over props: no value
+// resets the setting to its default.
+func (h *handlers) setCommand(ctx context.Context, c *Call, props map[string]property) error {
+	app, args, err := h.settingScope(ctx, c)
+	if err != nil {
+		return err
+	}
+	keys := strings.Join(ui.SortedKeys(props), ", ")
+	if len(args) == 0 || len(args) > 2 {
+		return &UsageError{Msg: "give a key (" + keys + ") and an optional value"}
+	}
+	p, ok := props[args[0]]
+	if !ok {
+		return fmt.Errorf("unknown setting %s (%s)", quoteArg(args[0]), keys)
+	}
+	value := ""
+	if len(args) == 2 {
+		if value, err = p.check(args[0], args[1]); err != nil {
+			return err
+		}
+	}
+	return h.setProperty(ctx, c, app, args[0], p.key, value)
+}
+
+// intIn accepts whole numbers from lo to hi.
+func intIn(lo, hi int) func(string, string) (string, error) {
+	return func(name, v string) (string, error) {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < lo || n > hi {
+			return "", fmt.Errorf("invalid value %s for %s: use a whole number from %d to %d", quoteArg(v), name, lo, hi)
+		}
+		return strconv.Itoa(n), nil
+	}
+}
+
+// pathIn accepts a path inside the source tree.
+func pathIn(_, v string) (string, error) { return v, relPath(v) }
+
 // relPath validates a path inside the source tree.
 func relPath(p string) error {
 	clean := filepath.Clean(p)
@@ -115,50 +160,19 @@ func relPath(p string) error {
 }
 
 func (h *handlers) builderSet(ctx context.Context, c *Call) error {
-	app, args, err := h.settingScope(ctx, c)
-	if err != nil {
-		return err
-	}
-	if len(args) == 0 || len(args) > 2 {
-		return &UsageError{Msg: "give a key (selected or build-dir) and an optional value"}
-	}
-	value := ""
-	if len(args) == 2 {
-		value = args[1]
-	}
-	switch args[0] {
-	case "selected":
-		if value != "" && value != pipeline.BuilderDockerfile && value != pipeline.BuilderHerokuish {
-			return fmt.Errorf("unknown builder %s: use dockerfile or herokuish (git:from-image deploys images)", quoteArg(value))
-		}
-		return h.setProperty(ctx, c, app, "selected", pipeline.SettingBuilder, value)
-	case "build-dir":
-		if value != "" {
-			if err := relPath(value); err != nil {
-				return err
+	return h.setCommand(ctx, c, map[string]property{
+		"selected": {pipeline.SettingBuilder, func(_, v string) (string, error) {
+			if v != pipeline.BuilderDockerfile && v != pipeline.BuilderHerokuish {
+				return "", fmt.Errorf("unknown builder %s: use dockerfile or herokuish (git:from-image deploys images)", quoteArg(v))
 			}
-		}
-		return h.setProperty(ctx, c, app, "build-dir", pipeline.SettingBuildDir, value)
-	}
-	return fmt.Errorf("unknown builder setting %s (selected or build-dir)", quoteArg(args[0]))
+			return v, nil
+		}},
+		"build-dir": {pipeline.SettingBuildDir, pathIn},
+	})
 }
 
 func (h *handlers) appJSONSet(ctx context.Context, c *Call) error {
-	app, args, err := h.settingScope(ctx, c)
-	if err != nil {
-		return err
-	}
-	if len(args) == 0 || len(args) > 2 || args[0] != "appjson-path" {
-		return &UsageError{Msg: "the app-json setting is appjson-path"}
-	}
-	value := ""
-	if len(args) == 2 {
-		if err := relPath(args[1]); err != nil {
-			return err
-		}
-		value = args[1]
-	}
-	return h.setProperty(ctx, c, app, "appjson-path", pipeline.SettingAppJSONPath, value)
+	return h.setCommand(ctx, c, map[string]property{"appjson-path": {pipeline.SettingAppJSONPath, pathIn}})
 }
 
 type builderReport struct {

@@ -114,7 +114,9 @@ func describe(procs []string) string {
 	return strings.Join(procs, ", ")
 }
 
-func (h *handlers) checksEnable(ctx context.Context, c *Call) error {
+// setChecks puts the given processes of an app in one checks mode: add is
+// the list they join (none for enabled), the other lists lose them.
+func (h *handlers) setChecks(ctx context.Context, c *Call, add string, done string) error {
 	a, err := h.app(ctx, c.Args[0])
 	if err != nil {
 		return err
@@ -124,89 +126,39 @@ func (h *handlers) checksEnable(ctx context.Context, c *Call) error {
 		return err
 	}
 	for _, key := range []string{pipeline.SettingChecksDisabled, pipeline.SettingChecksSkipped} {
-		if err := h.updateList(ctx, a.Name, key, procs, false); err != nil {
+		if key != add {
+			if err := h.updateList(ctx, a.Name, key, procs, false); err != nil {
+				return err
+			}
+		}
+	}
+	if add != "" {
+		if err := h.updateList(ctx, a.Name, add, procs, true); err != nil {
 			return err
 		}
 	}
-	ui.Step(c.Stdout, "Zero downtime checks enabled for %s (%s)", a.Name, describe(procs))
+	ui.Step(c.Stdout, "Zero downtime checks %s for %s (%s)", done, a.Name, describe(procs))
 	return nil
+}
+
+func (h *handlers) checksEnable(ctx context.Context, c *Call) error {
+	return h.setChecks(ctx, c, "", "enabled")
 }
 
 func (h *handlers) checksDisable(ctx context.Context, c *Call) error {
-	a, err := h.app(ctx, c.Args[0])
-	if err != nil {
-		return err
-	}
-	procs, err := processArg(c.Args)
-	if err != nil {
-		return err
-	}
-	if err := h.updateList(ctx, a.Name, pipeline.SettingChecksSkipped, procs, false); err != nil {
-		return err
-	}
-	if err := h.updateList(ctx, a.Name, pipeline.SettingChecksDisabled, procs, true); err != nil {
-		return err
-	}
-	ui.Step(c.Stdout, "Zero downtime checks disabled for %s (%s): deploys stop the old containers first", a.Name, describe(procs))
-	return nil
+	return h.setChecks(ctx, c, pipeline.SettingChecksDisabled, "disabled: deploys stop the old containers first")
 }
 
 func (h *handlers) checksSkip(ctx context.Context, c *Call) error {
-	a, err := h.app(ctx, c.Args[0])
-	if err != nil {
-		return err
-	}
-	procs, err := processArg(c.Args)
-	if err != nil {
-		return err
-	}
-	if err := h.updateList(ctx, a.Name, pipeline.SettingChecksDisabled, procs, false); err != nil {
-		return err
-	}
-	if err := h.updateList(ctx, a.Name, pipeline.SettingChecksSkipped, procs, true); err != nil {
-		return err
-	}
-	ui.Step(c.Stdout, "Zero downtime checks skipped for %s (%s)", a.Name, describe(procs))
-	return nil
+	return h.setChecks(ctx, c, pipeline.SettingChecksSkipped, "skipped")
 }
 
 func (h *handlers) checksSet(ctx context.Context, c *Call) error {
-	app := ""
-	args := c.Args
-	if !c.Bool("global") {
-		if len(args) < 2 {
-			return &UsageError{Msg: "name an app and a key, or pass --global"}
-		}
-		a, err := h.app(ctx, args[0])
-		if err != nil {
-			return err
-		}
-		app, args = a.Name, args[1:]
+	props := map[string]property{}
+	for name, key := range checkSettingKeys {
+		props[name] = property{key, intIn(1, 3600)}
 	}
-	if len(args) == 0 || len(args) > 2 {
-		return &UsageError{Msg: "give a key and an optional number of seconds"}
-	}
-	key, ok := checkSettingKeys[args[0]]
-	if !ok {
-		return fmt.Errorf("unknown checks setting %q (wait-to-retire, attempts, timeout or wait)", args[0])
-	}
-	value := ""
-	if len(args) == 2 {
-		n, err := strconv.Atoi(args[1])
-		if err != nil || n < 1 || n > 3600 {
-			return fmt.Errorf("invalid value %s for %s: use a whole number from 1 to 3600", quoteArg(args[1]), args[0])
-		}
-		value = strconv.Itoa(n)
-	}
-	if err := h.Store.SetSetting(ctx, app, key, value); err != nil {
-		return err
-	}
-	if value == "" {
-		ui.Step(c.Stdout, "Unset %s for %s", args[0], scopeLabel(app))
-	} else {
-		ui.Step(c.Stdout, "Set %s to %s for %s", args[0], value, scopeLabel(app))
-	}
-	return nil
+	return h.setCommand(ctx, c, props)
 }
 
 type checksReport struct {

@@ -174,14 +174,8 @@ func (h *handlers) domainsReport(ctx context.Context, c *Call) error {
 		})
 		return nil
 	}
-	var apps []store.App
-	if len(c.Args) == 1 {
-		a, err := h.app(ctx, c.Args[0])
-		if err != nil {
-			return err
-		}
-		apps = []store.App{a}
-	} else if apps, err = h.Store.Apps(ctx); err != nil {
+	apps, err := h.appsArg(ctx, c)
+	if err != nil {
 		return err
 	}
 	var reports []domainsReport
@@ -197,13 +191,7 @@ func (h *handlers) domainsReport(ctx context.Context, c *Call) error {
 		reports = append(reports, domainsReport{App: a.Name, AppVhosts: append([]string{}, custom...), GlobalVhosts: globals, Hosts: hosts, GlobalEnabled: len(globals) > 0})
 	}
 	if asJSON {
-		if len(c.Args) == 1 {
-			return ui.JSON(c.Stdout, reports[0])
-		}
-		if reports == nil {
-			reports = []domainsReport{}
-		}
-		return ui.JSON(c.Stdout, reports)
+		return emitJSON(c, reports)
 	}
 	for _, r := range reports {
 		ui.Section(c.Stdout, "%s domains information", r.App)

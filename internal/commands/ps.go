@@ -120,45 +120,10 @@ func (h *handlers) psRebuild(ctx context.Context, c *Call) error {
 }
 
 func (h *handlers) psSet(ctx context.Context, c *Call) error {
-	app := ""
-	args := c.Args
-	if !c.Bool("global") {
-		a, err := h.app(ctx, args[0])
-		if err != nil {
-			return err
-		}
-		app, args = a.Name, args[1:]
-	}
-	if len(args) > 0 && args[0] == "procfile-path" && len(args) <= 2 {
-		value := ""
-		if len(args) == 2 {
-			if err := relPath(args[1]); err != nil {
-				return err
-			}
-			value = args[1]
-		}
-		return h.setProperty(ctx, c, app, "procfile-path", pipeline.SettingProcfilePath, value)
-	}
-	if len(args) == 0 || len(args) > 2 || args[0] != "stop-timeout-seconds" {
-		return &UsageError{Msg: "the ps settings are stop-timeout-seconds and procfile-path"}
-	}
-	value := ""
-	if len(args) == 2 {
-		n, err := strconv.Atoi(args[1])
-		if err != nil || n < 1 || n > 3600 {
-			return fmt.Errorf("invalid value %s for stop-timeout-seconds: use a whole number from 1 to 3600", quoteArg(args[1]))
-		}
-		value = strconv.Itoa(n)
-	}
-	if err := h.Store.SetSetting(ctx, app, pipeline.SettingStopTimeout, value); err != nil {
-		return err
-	}
-	if value == "" {
-		ui.Step(c.Stdout, "Unset stop-timeout-seconds for %s", scopeLabel(app))
-	} else {
-		ui.Step(c.Stdout, "Set stop-timeout-seconds to %s for %s", value, scopeLabel(app))
-	}
-	return nil
+	return h.setCommand(ctx, c, map[string]property{
+		"stop-timeout-seconds": {pipeline.SettingStopTimeout, intIn(1, 3600)},
+		"procfile-path":        {pipeline.SettingProcfilePath, pathIn},
+	})
 }
 
 type psContainer struct {
@@ -188,14 +153,8 @@ func (h *handlers) psReport(ctx context.Context, c *Call) error {
 	if err != nil {
 		return err
 	}
-	var apps []store.App
-	if len(c.Args) == 1 {
-		a, err := h.app(ctx, c.Args[0])
-		if err != nil {
-			return err
-		}
-		apps = []store.App{a}
-	} else if apps, err = h.Store.Apps(ctx); err != nil {
+	apps, err := h.appsArg(ctx, c)
+	if err != nil {
 		return err
 	}
 	all, err := h.Pipeline.Scheduler().List(ctx, "")
@@ -243,10 +202,7 @@ func (h *handlers) psReport(ctx context.Context, c *Call) error {
 		reports = append(reports, r)
 	}
 	if asJSON {
-		if len(c.Args) == 1 {
-			return ui.JSON(c.Stdout, reports[0])
-		}
-		return ui.JSON(c.Stdout, reports)
+		return emitJSON(c, reports)
 	}
 	if len(reports) == 0 {
 		ui.Warn(c.Stderr, "There are no apps yet")

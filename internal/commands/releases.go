@@ -177,33 +177,5 @@ func (h *handlers) releasesRollback(ctx context.Context, c *Call) error {
 }
 
 func (h *handlers) releasesSet(ctx context.Context, c *Call) error {
-	app := ""
-	args := c.Args
-	if !c.Bool("global") {
-		a, err := h.app(ctx, args[0])
-		if err != nil {
-			return err
-		}
-		app, args = a.Name, args[1:]
-	}
-	if len(args) == 0 || len(args) > 2 || args[0] != "keep" {
-		return &UsageError{Msg: "the only releases setting is keep"}
-	}
-	value := ""
-	if len(args) == 2 {
-		n, err := strconv.Atoi(args[1])
-		if err != nil || n < 1 || n > 1000 {
-			return fmt.Errorf("invalid keep count %s: use a whole number from 1 to 1000", quoteArg(args[1]))
-		}
-		value = strconv.Itoa(n)
-	}
-	if err := h.Store.SetSetting(ctx, app, pipeline.SettingKeepReleases, value); err != nil {
-		return err
-	}
-	if value == "" {
-		ui.Step(c.Stdout, "Keeping the default %d release images for %s", pipeline.DefaultKeepReleases, scopeLabel(app))
-	} else {
-		ui.Step(c.Stdout, "Keeping %s release images for %s", value, scopeLabel(app))
-	}
-	return nil
+	return h.setCommand(ctx, c, map[string]property{"keep": {pipeline.SettingKeepReleases, intIn(1, 1000)}})
 }

@@ -54,13 +54,13 @@ type handler struct {
 var runPhases = []Phase{Deploy, Run}
 
 var handlers = map[string]handler{
-	"--label":       {true, []Phase{Build, Deploy, Run}, setLabel},
-	"-l":            {true, []Phase{Build, Deploy, Run}, setLabel},
-	"--build-arg":   {true, []Phase{Build}, setBuildArg},
-	"--env":         {true, runPhases, func(o *Options, v string) error { o.Env = append(o.Env, v); return nil }},
-	"-e":            {true, runPhases, func(o *Options, v string) error { o.Env = append(o.Env, v); return nil }},
-	"--memory":      {true, runPhases, bytesOpt(func(o *Options, n int64) { o.Host.Memory = n })},
-	"-m":            {true, runPhases, bytesOpt(func(o *Options, n int64) { o.Host.Memory = n })},
+	"--label":              {true, []Phase{Build, Deploy, Run}, setLabel},
+	"-l":                   {true, []Phase{Build, Deploy, Run}, setLabel},
+	"--build-arg":          {true, []Phase{Build}, setBuildArg},
+	"--env":                {true, runPhases, func(o *Options, v string) error { o.Env = append(o.Env, v); return nil }},
+	"-e":                   {true, runPhases, func(o *Options, v string) error { o.Env = append(o.Env, v); return nil }},
+	"--memory":             {true, runPhases, bytesOpt(func(o *Options, n int64) { o.Host.Memory = n })},
+	"-m":                   {true, runPhases, bytesOpt(func(o *Options, n int64) { o.Host.Memory = n })},
 	"--memory-reservation": {true, runPhases, bytesOpt(func(o *Options, n int64) { o.Host.MemoryReservation = n })},
 	"--memory-swap": {true, runPhases, func(o *Options, v string) error {
 		if v == "-1" {

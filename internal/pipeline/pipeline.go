@@ -55,18 +55,18 @@ type Options struct {
 
 // Pipeline runs deploys and lifecycle operations.
 type Pipeline struct {
-	store    *store.Store
-	docker   *client.Client
-	sched    *scheduler.Docker
+	store      *store.Store
+	docker     *client.Client
+	sched      *scheduler.Docker
 	builder    *dockerfile.Builder
 	buildpacks *buildpack.Builder
-	router   *proxy.Router
-	triggers *plugins.Bus
-	opts     Options
-	log      *slog.Logger
-	locks    locks
-	cron     cronTable
-	retiring retirements
+	router     *proxy.Router
+	triggers   *plugins.Bus
+	opts       Options
+	log        *slog.Logger
+	locks      locks
+	cron       cronTable
+	retiring   retirements
 }
 
 // New assembles a pipeline.

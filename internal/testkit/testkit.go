@@ -340,3 +340,68 @@ func RepoRoot() (string, error) {
 		dir = parent
 	}
 }
+
+// Env is a running server with everything a benchmark needs: binaries
+// built from the repository, a temporary dir, and an SSH key registered.
+type Env struct {
+	Dir    string
+	Bins   Binaries
+	Key    string // private key registered as "bench"
+	Server *Server
+}
+
+// NewEnv checks the tools, builds berth and the fixture, starts a server
+// on loopback with a new data dir and registers a key. Close stops it all.
+func NewEnv() (*Env, error) {
+	if err := CheckTools(); err != nil {
+		return nil, err
+	}
+	root, err := RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "berth-bench-")
+	if err != nil {
+		return nil, err
+	}
+	e := &Env{Dir: dir}
+	fail := func(err error) (*Env, error) {
+		e.Close()
+		return nil, err
+	}
+	if e.Bins, err = Build(root, dir); err != nil {
+		return fail(err)
+	}
+	key, pub, err := NewKey(dir, "key")
+	if err != nil {
+		return fail(err)
+	}
+	e.Key = key
+	if e.Server, err = NewServer(e.Bins.Berth, dir); err != nil {
+		return fail(err)
+	}
+	if err := e.Server.Start(); err != nil {
+		return fail(err)
+	}
+	if err := e.Server.AddKey("bench", pub); err != nil {
+		return fail(err)
+	}
+	return e, nil
+}
+
+// Repo makes a fixture app repository named name inside the env's dir.
+func (e *Env) Repo(name string, files map[string]string) (*Repo, error) {
+	dir := filepath.Join(e.Dir, name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	return NewRepo(dir, e.Bins.Fixture, files)
+}
+
+// Close stops the server and removes the env's dir.
+func (e *Env) Close() {
+	if e.Server != nil {
+		e.Server.Stop(syscall.SIGTERM)
+	}
+	os.RemoveAll(e.Dir)
+}

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/berth-paas/berth/internal/testkit"
@@ -29,37 +28,12 @@ func main() {
 var buildRe = regexp.MustCompile(`build ([0-9.]+)s`)
 
 func run() error {
-	if err := testkit.CheckTools(); err != nil {
-		return err
-	}
-	root, err := testkit.RepoRoot()
+	env, err := testkit.NewEnv()
 	if err != nil {
 		return err
 	}
-	dir, err := os.MkdirTemp("", "berth-bench-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	bins, err := testkit.Build(root, dir)
-	if err != nil {
-		return err
-	}
-	key, pub, err := testkit.NewKey(dir, "key")
-	if err != nil {
-		return err
-	}
-	srv, err := testkit.NewServer(bins.Berth, dir)
-	if err != nil {
-		return err
-	}
-	if err := srv.Start(); err != nil {
-		return err
-	}
-	defer srv.Stop(syscall.SIGTERM)
-	if err := srv.AddKey("bench", pub); err != nil {
-		return err
-	}
+	defer env.Close()
+	srv, key := env.Server, env.Key
 	if out, code := srv.Run("", "images:bootstrap", "--set-default"); code != 0 {
 		return fmt.Errorf("images:bootstrap: %s", out)
 	}
@@ -67,6 +41,10 @@ func run() error {
 	// The Dockerfile app does real work in a RUN step (64 MiB generated and
 	// hashed) after copying a marker that makes the first build cold.
 	dockerfile := "FROM berth/base:bookworm\nCOPY marker /marker\nRUN head -c 67108864 /dev/urandom | sha256sum > /deps.sha256 && sleep 2\nCOPY fixture /fixture\nCMD [\"/fixture\"]\n"
+	root, err := testkit.RepoRoot()
+	if err != nil {
+		return err
+	}
 	pack, err := filepath.Abs(filepath.Join(root, "bench", "testdata", "buildpacks", "cached"))
 	if err != nil {
 		return err
@@ -80,9 +58,7 @@ func run() error {
 		{"buildpack", map[string]string{"Dockerfile": "", "marker": marker, ".buildpacks": pack + "\n"}},
 	} {
 		app := "cache-" + tc.name
-		repoDir := filepath.Join(dir, app)
-		os.Mkdir(repoDir, 0o755)
-		repo, err := testkit.NewRepo(repoDir, bins.Fixture, tc.files)
+		repo, err := env.Repo(app, tc.files)
 		if err != nil {
 			return err
 		}

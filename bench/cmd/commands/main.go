@@ -12,7 +12,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/berth-paas/berth/internal/testkit"
@@ -29,30 +28,12 @@ func main() {
 }
 
 func run(apps, runs int) error {
-	if err := testkit.CheckTools(); err != nil {
-		return err
-	}
-	root, err := testkit.RepoRoot()
+	env, err := testkit.NewEnv()
 	if err != nil {
 		return err
 	}
-	dir, err := os.MkdirTemp("", "berth-bench-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	bins, err := testkit.Build(root, dir)
-	if err != nil {
-		return err
-	}
-	srv, err := testkit.NewServer(bins.Berth, dir)
-	if err != nil {
-		return err
-	}
-	if err := srv.Start(); err != nil {
-		return err
-	}
-	defer srv.Stop(syscall.SIGTERM)
+	defer env.Close()
+	srv, bins := env.Server, env.Bins
 
 	timeIt := func(args ...string) (time.Duration, error) {
 		t0 := time.Now()

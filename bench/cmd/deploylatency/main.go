@@ -17,7 +17,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/berth-paas/berth/internal/testkit"
@@ -35,42 +34,15 @@ func main() {
 var phaseRe = regexp.MustCompile(`Deployed in ([0-9.]+)s \(([^)]*)\)`)
 
 func run(runs int) error {
-	if err := testkit.CheckTools(); err != nil {
-		return err
-	}
-	root, err := testkit.RepoRoot()
+	env, err := testkit.NewEnv()
 	if err != nil {
 		return err
 	}
-	dir, err := os.MkdirTemp("", "berth-bench-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	bins, err := testkit.Build(root, dir)
-	if err != nil {
-		return err
-	}
-	key, pub, err := testkit.NewKey(dir, "key")
-	if err != nil {
-		return err
-	}
-	srv, err := testkit.NewServer(bins.Berth, dir)
-	if err != nil {
-		return err
-	}
-	if err := srv.Start(); err != nil {
-		return err
-	}
-	defer srv.Stop(syscall.SIGTERM)
-	if err := srv.AddKey("bench", pub); err != nil {
-		return err
-	}
+	defer env.Close()
+	srv, key, dir := env.Server, env.Key, env.Dir
 	app := "lat"
 	defer srv.Run("", "apps:destroy", "--force", app)
-	repoDir := filepath.Join(dir, "repo")
-	os.Mkdir(repoDir, 0o755)
-	repo, err := testkit.NewRepo(repoDir, bins.Fixture, nil)
+	repo, err := env.Repo("repo", nil)
 	if err != nil {
 		return err
 	}
@@ -111,7 +83,7 @@ func run(runs int) error {
 	floorDir := filepath.Join(dir, "floor")
 	os.Mkdir(floorDir, 0o755)
 	for _, f := range []string{"Dockerfile", "fixture"} {
-		data, err := os.ReadFile(filepath.Join(repoDir, f))
+		data, err := os.ReadFile(filepath.Join(repo.Dir, f))
 		if err != nil {
 			return err
 		}

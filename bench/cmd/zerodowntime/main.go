@@ -12,12 +12,10 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/berth-paas/berth/internal/testkit"
@@ -35,42 +33,15 @@ func main() {
 }
 
 func run(clients, redeploys int, startDelay time.Duration) error {
-	if err := testkit.CheckTools(); err != nil {
-		return err
-	}
-	root, err := testkit.RepoRoot()
+	env, err := testkit.NewEnv()
 	if err != nil {
 		return err
 	}
-	dir, err := os.MkdirTemp("", "berth-bench-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	bins, err := testkit.Build(root, dir)
-	if err != nil {
-		return err
-	}
-	key, pub, err := testkit.NewKey(dir, "key")
-	if err != nil {
-		return err
-	}
-	srv, err := testkit.NewServer(bins.Berth, dir)
-	if err != nil {
-		return err
-	}
-	if err := srv.Start(); err != nil {
-		return err
-	}
-	defer srv.Stop(syscall.SIGTERM)
-	if err := srv.AddKey("bench", pub); err != nil {
-		return err
-	}
+	defer env.Close()
+	srv, key := env.Server, env.Key
 	app := "zdt"
 	defer srv.Run("", "apps:destroy", "--force", app)
-	repoDir := filepath.Join(dir, "repo")
-	os.Mkdir(repoDir, 0o755)
-	repo, err := testkit.NewRepo(repoDir, bins.Fixture, map[string]string{
+	repo, err := env.Repo("repo", map[string]string{
 		"app.json": `{"healthchecks": {"web": [{"type": "startup", "name": "health", "path": "/health", "content": "ok", "attempts": 5, "wait": 1, "timeout": 2}]}}`,
 	})
 	if err != nil {
