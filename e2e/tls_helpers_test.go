@@ -264,6 +264,9 @@ zone:
     acl: berth_update
 `, dir, port, k.KeyName, k.Secret, zone)
 	zoneFile := fmt.Sprintf("$ORIGIN %[1]s.\n$TTL 60\n@ SOA ns.%[1]s. admin.%[1]s. 1 60 60 3600 60\n@ NS ns.%[1]s.\nns A 127.0.0.1\n", zone)
+	if err := os.MkdirAll(filepath.Join(dir, "db"), 0o700); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.WriteFile(filepath.Join(dir, "knot.conf"), []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}

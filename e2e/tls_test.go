@@ -214,3 +214,224 @@ func TestTLSManualCertificates(t *testing.T) {
 		t.Fatalf("second certs:remove: %d %s", code, out)
 	}
 }
+
+// acmeEnv is a berth server with HTTPS, an authoritative DNS server for
+// zone tls.test taking berth's updates, and Pebble validating against
+// both.
+type acmeEnv struct {
+	s      *Server
+	dns    *knot
+	pebble *pebble
+	zone   string
+}
+
+func startACME(t *testing.T) *acmeEnv {
+	t.Helper()
+	s := startHTTPSServer(t)
+	zone := "tls.test"
+	k := startKnot(t, zone)
+	_, hp, _ := strings.Cut(s.HTTPAddr, ":")
+	_, sp, _ := strings.Cut(s.HTTPSAddr, ":")
+	p := startPebble(t, hp, sp, k.Addr)
+	s.mustBerth("dns:provider:set", "rfc2136", "server="+k.Addr, "zone="+zone, "key-name="+k.KeyName, "key-alg=hmac-sha256", "key-secret="+k.Secret)
+	s.mustBerth("dns:set", "--global", "ip", "127.0.0.1")
+	s.mustBerth("letsencrypt:set", "--global", "server", p.Dir)
+	s.mustBerth("letsencrypt:set", "--global", "ca-root", p.CAFile)
+	s.mustBerth("letsencrypt:set", "--global", "email", "ops@tls.test")
+	// Apps answer at APP.apps.tls.test, inside the zone.
+	s.mustBerth("domains:set-global", "apps."+zone)
+	return &acmeEnv{s: s, dns: k, pebble: p, zone: zone}
+}
+
+// TestTLSACME: certificates from Pebble through HTTP-01, TLS-ALPN-01 and
+// DNS-01 (a wildcard, through RFC 2136 updates of a real DNS server), DNS
+// records of apps created and removed, letsencrypt:list, renewal,
+// revocation and a failing domain.
+func TestTLSACME(t *testing.T) {
+	e := startACME(t)
+	s := e.s
+	web := appName("acme")
+	s.mustPush(newRepo(t, nil), web)
+	roots := e.pebble.Roots(t)
+
+	// DNS records: dns:enable creates an A record per host in the zone.
+	h1 := "h1." + e.zone
+	s.mustBerth("domains:add", web, h1)
+	out := s.mustBerth("dns:enable", web)
+	if !strings.Contains(out, "Created "+h1+" A 127.0.0.1") {
+		t.Fatalf("dns:enable: %s", out)
+	}
+	if got := e.dns.dig(t, "A", h1); got != "127.0.0.1" {
+		t.Fatalf("dig A %s: %q", h1, got)
+	}
+	// The default host (APP.apps.tls.test) gets one too; the zone's server
+	// has both.
+	var rep struct {
+		Enabled bool     `json:"enabled"`
+		Skipped []string `json:"skipped"`
+		Live    []string `json:"live"`
+		Records []struct {
+			Name, Type, Value string
+		} `json:"records"`
+	}
+	s.jsonOut(&rep, "dns:report", web, "--format", "json")
+	if !rep.Enabled || len(rep.Records) != 2 || rep.Records[1].Name != h1 || rep.Records[0].Name != web+".apps."+e.zone || len(rep.Skipped) != 0 || len(rep.Live) != 2 {
+		t.Fatalf("dns:report: %+v", rep)
+	}
+	// domains:add of an enabled app creates the record at once.
+	h2 := "h2." + e.zone
+	out = s.mustBerth("domains:add", web, h2)
+	if !strings.Contains(out, "DNS: created "+h2+" A 127.0.0.1") || e.dns.dig(t, "A", h2) != "127.0.0.1" {
+		t.Fatalf("domains:add on a DNS-enabled app: %s / dig %q", out, e.dns.dig(t, "A", h2))
+	}
+
+	// HTTP-01.
+	s.mustBerth("letsencrypt:set", web, "challenge", "http-01")
+	out = s.mustBerth("letsencrypt:enable", web)
+	if !strings.Contains(out, "Certificates ready for "+web) {
+		t.Fatalf("letsencrypt:enable: %s", out)
+	}
+	if !strings.Contains(e.pebble.log.String(), "Attempting to validate w/ HTTP: http://"+h1) || !servedChallenge(s, "http-01", h1) {
+		t.Fatal("berth did not answer an http-01 challenge")
+	}
+	for _, h := range []string{h1, h2} {
+		resp, body, err := s.httpsGet(roots, h, "/headers")
+		if err != nil {
+			t.Fatalf("HTTPS %s with Pebble's root: %v", h, err)
+		}
+		if resp.StatusCode != 200 || resp.Proto != "HTTP/2.0" || !strings.Contains(body, "proto=https") {
+			t.Fatalf("HTTPS %s: %d %s %s", h, resp.StatusCode, resp.Proto, body)
+		}
+	}
+	// HTTP now redirects, and the deploy URLs are https://.
+	if code, loc := s.getNoFollow(h1, "/x"); code != 301 || !strings.HasPrefix(loc, "https://"+h1+":") {
+		t.Fatalf("HTTP after letsencrypt: %d %s", code, loc)
+	}
+	var list []struct {
+		App       string   `json:"app"`
+		Domains   []string `json:"domains"`
+		Expiry    string   `json:"expiry"`
+		LastError string   `json:"last-error"`
+	}
+	s.jsonOut(&list, "letsencrypt:list", "--format", "json")
+	if len(list) != 1 || list[0].App != web || len(list[0].Domains) != 3 || list[0].Expiry == "" || list[0].LastError != "" {
+		t.Fatalf("letsencrypt:list: %+v", list)
+	}
+	before, _ := s.handshake(h1, roots, true)
+
+	// auto-renew --force gets new certificates at once.
+	out = s.mustBerth("letsencrypt:auto-renew", web, "--force")
+	if !strings.Contains(out, "Renewed the certificate of "+h1) {
+		t.Fatalf("auto-renew: %s", out)
+	}
+	after, err := s.handshake(h1, roots, true)
+	if err != nil || after[0].SerialNumber.Cmp(before[0].SerialNumber) == 0 {
+		t.Fatalf("the renewed certificate is not served: %v", err)
+	}
+
+	// A domain Pebble cannot validate (no DNS record: outside the zone's
+	// records because DNS is off for that app) fails clearly and changes
+	// nothing.
+	bad := appName("acmebad")
+	s.mustBerth("apps:create", bad)
+	s.apps.Store(bad, true)
+	s.mustBerth("domains:add", bad, "nowhere."+e.zone)
+	out, code := s.berth("letsencrypt:enable", bad)
+	if code == 0 || !strings.Contains(out, "get a certificate for nowhere."+e.zone+": the ACME server said: ") || strings.Count(out, " !     ") != 1 {
+		t.Fatalf("letsencrypt:enable of an unresolvable domain: %d %s", code, out)
+	}
+	if _, _, err := s.httpsGet(roots, h1, "/"); err != nil {
+		t.Fatalf("another app's failure broke HTTPS of %s: %v", web, err)
+	}
+
+	// TLS-ALPN-01, on a second app.
+	alpn := appName("alpn")
+	s.mustBerth("apps:create", alpn)
+	s.apps.Store(alpn, true)
+	h3 := "h3." + e.zone
+	s.mustBerth("domains:add", alpn, h3)
+	s.mustBerth("dns:enable", alpn)
+	s.mustBerth("letsencrypt:set", alpn, "challenge", "tls-alpn-01")
+	s.mustBerth("letsencrypt:enable", alpn)
+	if !servedChallenge(s, "tls-alpn-01", h3) {
+		t.Fatal("berth did not answer a tls-alpn-01 challenge")
+	}
+	chain, err := s.handshake(h3, roots, true)
+	if err != nil || chain[0].DNSNames[0] != h3 {
+		t.Fatalf("TLS-ALPN-01 certificate: %v", err)
+	}
+	// Each app gets only its own certificates.
+	if _, err := s.handshake("unknown."+e.zone, nil, false); err == nil {
+		t.Fatal("a name no app answers to got a certificate")
+	}
+	if _, err := s.handshake(bad+".apps."+e.zone, nil, false); err == nil {
+		t.Fatal("an app without a certificate got one")
+	}
+
+	// DNS-01 with a wildcard domain (records through RFC 2136).
+	wild := "*.wild." + e.zone
+	s.mustBerth("domains:add", web, wild)
+	out = s.mustBerth("letsencrypt:auto-renew", web)
+	if !strings.Contains(out, "Obtained the certificate of "+wild) {
+		t.Fatalf("auto-renew after adding a wildcard: %s", out)
+	}
+	resp, body, err := s.httpsGet(roots, "anything.wild."+e.zone, "/")
+	if err != nil || resp.StatusCode != 200 || !strings.Contains(body, "proc=web") {
+		t.Fatalf("HTTPS through the wildcard certificate: %v %v", err, body)
+	}
+	if got := e.dns.dig(t, "TXT", "_acme-challenge.wild."+e.zone); got != "" {
+		t.Fatalf("the DNS-01 challenge record was left behind: %q", got)
+	}
+
+	// Revoke: the certificate goes away and so does HTTPS.
+	s.mustBerth("letsencrypt:revoke", alpn)
+	if _, err := s.handshake(h3, roots, true); err == nil {
+		t.Fatal("HTTPS after letsencrypt:revoke")
+	}
+
+	// Records are removed on domains:remove, dns:disable and apps:destroy.
+	out = s.mustBerth("domains:remove", web, h2)
+	if !strings.Contains(out, "DNS: removed "+h2+" A 127.0.0.1") || e.dns.dig(t, "A", h2) != "" {
+		t.Fatalf("domains:remove: %s / dig %q", out, e.dns.dig(t, "A", h2))
+	}
+	s.mustBerth("dns:disable", alpn)
+	if got := e.dns.dig(t, "A", h3); got != "" {
+		t.Fatalf("dns:disable left %q", got)
+	}
+	s.mustBerth("dns:enable", alpn)
+	if got := e.dns.dig(t, "A", h3); got != "127.0.0.1" {
+		t.Fatalf("dns:enable again: %q", got)
+	}
+	s.mustBerth("apps:destroy", "--force", alpn)
+	if got := e.dns.dig(t, "A", h3); got != "" {
+		t.Fatalf("apps:destroy left %q", got)
+	}
+	if got := e.dns.dig(t, "A", h1); got != "127.0.0.1" {
+		t.Fatalf("another app's record went with apps:destroy: %q", got)
+	}
+}
+
+// servedChallenge reports whether the server log shows certmagic answering
+// an ACME challenge of type typ for name.
+func servedChallenge(s *Server, typ, name string) bool {
+	for _, l := range strings.Split(s.Log.String(), "\n") {
+		if strings.Contains(l, "certmagic: served key authentication") && strings.Contains(l, "challenge="+typ) && strings.Contains(l, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// getNoFollow sends GET path over plain HTTP with host and returns the
+// status and the Location header, without following redirects.
+func (s *Server) getNoFollow(hostname, path string) (int, string) {
+	req, _ := http.NewRequest("GET", "http://"+s.HTTPAddr+path, nil)
+	req.Host = hostname
+	c := &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, err.Error()
+	}
+	resp.Body.Close()
+	return resp.StatusCode, resp.Header.Get("Location")
+}

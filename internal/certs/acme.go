@@ -284,7 +284,7 @@ func (m *Manager) Enable(ctx context.Context, app string, out io.Writer, step fu
 		}
 		step("Getting a certificate for %s", n)
 		if err := cfg.ManageSync(ctx, []string{n}); err != nil {
-			return m.rollback(ctx, app, fmt.Errorf("get a certificate for %s: %w", n, err))
+			return m.rollback(ctx, app, fmt.Errorf("get a certificate for %s: %w", n, acmeError(err)))
 		}
 	}
 	m.recordError(ctx, app, nil)
@@ -346,7 +346,7 @@ func (m *Manager) Revoke(ctx context.Context, app string, step func(string, ...a
 	var errs []error
 	for _, t := range todo {
 		if err := t.cfg.RevokeCert(ctx, t.name, acme.ReasonUnspecified, true); err != nil {
-			errs = append(errs, fmt.Errorf("revoke the certificate of %s: %w", t.name, err))
+			errs = append(errs, fmt.Errorf("revoke the certificate of %s: %w", t.name, acmeError(err)))
 			continue
 		}
 		step("Revoked the certificate of %s", t.name)
@@ -382,7 +382,7 @@ func (m *Manager) Renew(ctx context.Context, app string, force bool, step func(s
 		}
 		if !ok {
 			if err := t.cfg.ManageSync(ctx, []string{t.name}); err != nil {
-				err = fmt.Errorf("obtain the certificate of %s: %w", t.name, err)
+				err = fmt.Errorf("obtain the certificate of %s: %w", t.name, acmeError(err))
 				m.recordError(ctx, app, err)
 				errs = append(errs, err)
 				continue
@@ -391,7 +391,7 @@ func (m *Manager) Renew(ctx context.Context, app string, force bool, step func(s
 			continue
 		}
 		if err := t.cfg.RenewCertSync(ctx, t.name, true); err != nil {
-			err = fmt.Errorf("renew the certificate of %s: %w", t.name, err)
+			err = fmt.Errorf("renew the certificate of %s: %w", t.name, acmeError(err))
 			m.recordError(ctx, app, err)
 			errs = append(errs, err)
 			continue
@@ -516,4 +516,21 @@ func (m *Manager) RemoveManual(ctx context.Context, app string) error {
 		return fmt.Errorf("%s has no certificate", app)
 	}
 	return m.Sync(ctx, app)
+}
+
+// acmeError shortens certmagic's nested errors to the ACME server's
+// problem, when there is one.
+func acmeError(err error) error {
+	var p acme.Problem
+	if errors.As(err, &p) {
+		msg := p.Detail
+		if msg == "" {
+			msg = p.Title
+		}
+		if msg == "" {
+			msg = p.Type
+		}
+		return fmt.Errorf("the ACME server said: %s", msg)
+	}
+	return err
 }

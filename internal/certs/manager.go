@@ -562,7 +562,7 @@ func (m *Manager) onEvent(ctx context.Context, event string, data map[string]any
 			if renewal {
 				what = "renew"
 			}
-			m.recordError(ctx, app, fmt.Errorf("%s %s: %w", what, name, err))
+			m.recordError(ctx, app, fmt.Errorf("%s %s: %w", what, name, acmeError(err)))
 		}
 	case "cert_obtained":
 		name, _ := data["identifier"].(string)
