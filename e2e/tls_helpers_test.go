@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -149,7 +150,7 @@ func startHTTPSServer(t testing.TB) *Server {
 			s.berth("apps:destroy", "--force", k.(string))
 			return true
 		})
-		s.stop(9)
+		s.stop(syscall.SIGTERM)
 		if t.Failed() {
 			t.Logf("server log:\n%s", s.Log.String())
 		}

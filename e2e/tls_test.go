@@ -4,10 +4,12 @@ import (
 	"archive/tar"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -408,6 +410,37 @@ func TestTLSACME(t *testing.T) {
 	}
 	if got := e.dns.dig(t, "A", h1); got != "127.0.0.1" {
 		t.Fatalf("another app's record went with apps:destroy: %q", got)
+	}
+
+	// A domain added to a letsencrypt app is obtained in the background;
+	// a failure shows in letsencrypt:list and leaves the other names alone.
+	s.mustBerth("domains:add", web, "outside.example")
+	eventually(t, 30*time.Second, func() error {
+		s.jsonOut(&list, "letsencrypt:list", "--format", "json")
+		if len(list) != 1 || !strings.Contains(list[0].LastError, "outside.example") {
+			return fmt.Errorf("letsencrypt:list: %+v", list)
+		}
+		return nil
+	})
+	if _, err := s.handshake(h1, roots, true); err != nil {
+		t.Fatalf("HTTPS of %s after another name failed: %v", h1, err)
+	}
+	s.mustBerth("domains:remove", web, "outside.example")
+
+	// Certificates live in the store: a restarted server serves them
+	// without asking the CA again.
+	issued := strings.Count(e.pebble.log.String(), "Issued certificate serial")
+	s.stop(syscall.SIGTERM)
+	s.start(t)
+	eventually(t, 20*time.Second, func() error {
+		_, err := s.handshake(h1, roots, true)
+		return err
+	})
+	if _, err := s.handshake("x.wild."+e.zone, roots, true); err != nil {
+		t.Fatalf("wildcard certificate after a restart: %v", err)
+	}
+	if n := strings.Count(e.pebble.log.String(), "Issued certificate serial"); n != issued {
+		t.Fatalf("%d certificates issued again after a restart", n-issued)
 	}
 }
 

@@ -202,14 +202,15 @@ func (m *Manager) newConfig(p profile) (*certmagic.Config, error) {
 }
 
 // configForCert is the cache's GetConfigForCert: the config managing the
-// certificate's first name (renewals).
+// certificate's names (renewals). certmagic calls it holding its cache
+// lock, so it reads the published state and never takes m.mu.
 func (m *Manager) configForCert(c certmagic.Certificate) (*certmagic.Config, error) {
+	st := m.state.Load()
 	for _, n := range c.Names {
-		m.mu.Lock()
-		mn, ok := m.managed[n]
-		m.mu.Unlock()
-		if ok {
-			return mn.cfg, nil
+		for _, names := range st.acme {
+			if cfg := names[n]; cfg != nil {
+				return cfg, nil
+			}
 		}
 	}
 	return nil, fmt.Errorf("no app manages the certificate for %v", c.Names)
@@ -229,10 +230,8 @@ func (m *Manager) refreshChallenge(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	m.mu.Lock()
-	m.challengeCfg = cfg
-	m.challenge = cfg.Issuers[0].(*certmagic.ACMEIssuer)
-	m.mu.Unlock()
+	m.challengeCfg.Store(cfg)
+	m.challenge.Store(cfg.Issuers[0].(*certmagic.ACMEIssuer))
 	return nil
 }
 

@@ -69,9 +69,9 @@ type Manager struct {
 	appCtx map[string]appWork
 	// challenge answers HTTP-01 requests (any issuer can: challenges are
 	// looked up in process memory and then in storage).
-	challenge *certmagic.ACMEIssuer
+	challenge atomic.Pointer[certmagic.ACMEIssuer]
 	// challengeCfg answers TLS-ALPN-01 handshakes.
-	challengeCfg *certmagic.Config
+	challengeCfg atomic.Pointer[certmagic.Config]
 
 	state atomic.Pointer[tlsState]
 }
@@ -397,9 +397,7 @@ func (e errNoCert) Error() string { return "no certificate for " + e.name }
 // handshake: no app's certificate is ever served for another app's name.
 func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	if len(hello.SupportedProtos) == 1 && hello.SupportedProtos[0] == acmez.ACMETLS1Protocol {
-		m.mu.Lock()
-		cfg := m.challengeCfg
-		m.mu.Unlock()
+		cfg := m.challengeCfg.Load()
 		if cfg == nil {
 			return nil, errors.New("no ACME challenge in progress")
 		}
@@ -453,9 +451,7 @@ func ownsAll(names map[string]*certmagic.Config, certNames []string) bool {
 // HandleHTTPChallenge answers an ACME HTTP-01 request; it reports whether
 // it did.
 func (m *Manager) HandleHTTPChallenge(w http.ResponseWriter, r *http.Request) bool {
-	m.mu.Lock()
-	iss := m.challenge
-	m.mu.Unlock()
+	iss := m.challenge.Load()
 	return iss != nil && iss.HandleHTTPChallenge(w, r)
 }
 
