@@ -44,6 +44,7 @@ func New(d *Deps) *Registry {
 	h.registerReleases(r)
 	h.registerRun(r)
 	h.registerEvents(r)
+	h.registerPorts(r)
 	h.registerCerts(r)
 	h.registerLetsencrypt(r)
 	h.registerDNS(r)

@@ -339,7 +339,7 @@ func (p *Pipeline) deploy(ctx context.Context, a store.App, rel store.Release, s
 	if cs, err := p.sched.List(ctx, app); err == nil {
 		for _, c := range cs {
 			if c.Process == "web" && c.Release == rel.Version && c.Running() {
-				ip = c.IP
+				ip, port = c.IP, strconv.Itoa(c.Port)
 				break
 			}
 		}
@@ -628,6 +628,10 @@ func (p *Pipeline) setRoutes(ctx context.Context, app string, cs []scheduler.Con
 	if err != nil {
 		return err
 	}
+	ms, hosts, err := p.portRouting(ctx, app, hosts)
+	if err != nil {
+		return err
+	}
 	var targets []string
 	for _, c := range cs {
 		if c.Process == "web" && c.IP != "" {
@@ -635,6 +639,7 @@ func (p *Pipeline) setRoutes(ctx context.Context, app string, cs []scheduler.Con
 		}
 	}
 	p.router.Set(app, hosts, targets)
+	p.routePorts(app, ms, cs)
 	return nil
 }
 
@@ -737,7 +742,7 @@ func (p *Pipeline) retire(ctx context.Context, old []scheduler.Container, pol Ch
 	var addrs []string
 	for _, c := range old {
 		if c.Process == "web" && c.IP != "" {
-			addrs = append(addrs, webAddr(c))
+			addrs = append(addrs, p.drainAddrs(ctx, c)...)
 		}
 	}
 	ui.Step(out, "Retiring %d old container(s)", len(old))

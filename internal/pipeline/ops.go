@@ -432,6 +432,7 @@ func (p *Pipeline) RefreshRoutesLocked(ctx context.Context, app string) error {
 	a, err := p.store.App(ctx, app)
 	if errors.Is(err, store.ErrNotFound) {
 		p.router.Remove(app)
+		p.closePorts(app)
 		return nil
 	}
 	if err != nil {
@@ -475,6 +476,7 @@ func (p *Pipeline) Destroy(ctx context.Context, app string, out io.Writer) error
 	}
 	ui.Step(out, "Destroying %s", app)
 	p.router.Remove(app)
+	p.closePorts(app)
 	cs, err := p.sched.List(ctx, app)
 	if err != nil {
 		return err
@@ -557,6 +559,12 @@ func (p *Pipeline) Rename(ctx context.Context, from, to string, out io.Writer) e
 		}
 		formation, err := p.store.Formation(ctx, from)
 		if err != nil {
+			undoTags()
+			return err
+		}
+		// The new containers keep the port mappings' $PORT (the
+		// mappings move to the new name with the rest of the app).
+		if rel, err = p.withMappedPort(ctx, rel); err != nil {
 			undoTags()
 			return err
 		}

@@ -45,6 +45,10 @@ func (p *Pipeline) dockerOptions(ctx context.Context, app string, phase dockerop
 
 // processSpec is spec plus the deploy-phase docker options of the process.
 func (p *Pipeline) processSpec(ctx context.Context, rel store.Release, process string, index int) (scheduler.Spec, error) {
+	rel, err := p.withMappedPort(ctx, rel)
+	if err != nil {
+		return scheduler.Spec{}, err
+	}
 	s, err := p.spec(rel, process, index)
 	if err != nil {
 		return s, err

@@ -51,6 +51,12 @@ type Options struct {
 	// Executable is the berth binary git hooks call back into.
 	Executable string
 	Logger     *slog.Logger
+	// PortsHost is the address the extra listeners of port mappings bind
+	// (the --http-addr host; "" for every interface), and ReservedPorts
+	// the other host ports berth listens on (port -> what), which no
+	// mapping may take.
+	PortsHost     string
+	ReservedPorts map[int]string
 }
 
 // Pipeline runs deploys and lifecycle operations.
@@ -67,6 +73,7 @@ type Pipeline struct {
 	locks      locks
 	cron       cronTable
 	retiring   retirements
+	ports      portsState
 }
 
 // New assembles a pipeline.

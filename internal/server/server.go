@@ -116,8 +116,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	sched := scheduler.NewDocker(cli, NetworkName, instance)
 	var tlsp *tlsParts
+	portsHost, reservedPorts := portsOptions(cfg)
 	pipe := pipeline.New(st, cli, sched, router, bus, pipeline.Options{
 		DataDir: dataDir, Domain: cfg.Domain, HTTPPort: httpPort, Executable: exe, Logger: log,
+		PortsHost: portsHost, ReservedPorts: reservedPorts,
 		HTTPSPort: httpsPort, SecureHost: func(app, host string) bool { return tlsp.certs.SecureHost(app, host) },
 	})
 	tlsp = newTLS(ctx, st, router, pipe, bus, httpLn, httpsPort, log)
@@ -213,6 +215,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if httpsSrv != nil {
 		httpsSrv.Shutdown(sctx)
 	}
+	pipe.ClosePorts(sctx)
 	wg.Wait()
 	pipe.WaitRetirements(sctx)
 	os.Remove(SocketPath(dataDir))

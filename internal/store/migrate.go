@@ -124,6 +124,8 @@ ALTER TABLE releases ADD COLUMN builder TEXT NOT NULL DEFAULT '';
 	// 5: TLS and DNS: certmagic's storage and locks, apps' manual
 	// certificates, DNS records created for apps (see tls.go).
 	tlsSchema,
+	// 6: port mappings (ports:*), see ports.go.
+	portsSchema,
 }
 
 func (s *Store) migrate(ctx context.Context) error {
