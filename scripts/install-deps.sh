@@ -26,6 +26,10 @@ command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
 # and check its records with dig.
 command -v knotd >/dev/null 2>&1 || [ -x /usr/sbin/knotd ] || missing+=(knot)
 command -v dig >/dev/null 2>&1 || missing+=(bind9-dnsutils)
+# bench/proxy runs nginx (as its own process, on loopback) next to berth
+# and loads both with wrk.
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 if ! docker info >/dev/null 2>&1 && ! command -v dockerd >/dev/null 2>&1; then
   missing+=(docker.io)
 fi
@@ -33,6 +37,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   log "Installing ${missing[*]} from Debian's packages"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+  # Debian starts an nginx service on port 80, berth's: keep it off.
+  if [[ " ${missing[*]} " == *" nginx "* ]] && command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+    $SUDO systemctl disable --now nginx >/dev/null 2>&1 || true
+  fi
 fi
 
 if ! docker info >/dev/null 2>&1; then
