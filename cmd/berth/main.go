@@ -126,7 +126,13 @@ func client(args []string, dataDir string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	sock := server.SocketPath(dataDir)
-	code, err := rpc.Call(ctx, sock, rpc.Request{Args: args}, os.Stdin, os.Stdout, os.Stderr)
+	req := rpc.Request{Args: args}
+	// The working directory lets commands resolve relative paths given on
+	// the command line (plugin:install ./dir).
+	if wd, err := os.Getwd(); err == nil {
+		req.Env = map[string]string{"PWD": wd}
+	}
+	code, err := rpc.Call(ctx, sock, req, os.Stdin, os.Stdout, os.Stderr)
 	if err == nil {
 		return code
 	}

@@ -62,6 +62,9 @@ func (h *handlers) appsList(ctx context.Context, c *Call) error {
 	if err != nil {
 		return err
 	}
+	if apps, err = h.visibleApps(ctx, c, apps); err != nil {
+		return err
+	}
 	if asJSON {
 		names := make([]string, 0, len(apps))
 		for _, a := range apps {

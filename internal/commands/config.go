@@ -21,7 +21,8 @@ var (
 func (h *handlers) registerConfig(r *Registry) {
 	r.AddNamespace("config", "Manage config vars (the app's environment)")
 	r.Add(&Command{Name: "config:set", Usage: "[--no-restart] [--encoded] (<app>|--global) KEY=VALUE...", Help: "Set config vars and redeploy the app with them",
-		MinArgs: 1, MaxArgs: -1, Flags: []Flag{globalFlag, noRestartFlag, {Name: "encoded", Help: "values are base64-encoded"}}, Run: h.configSet})
+		MinArgs: 1, MaxArgs: -1, Flags: []Flag{globalFlag, noRestartFlag, {Name: "encoded", Help: "values are base64-encoded"},
+			{Name: "stdin", Help: "also read KEY=VALUE pairs from stdin, one per line (keeps values off command lines)"}}, Run: h.configSet})
 	r.Add(&Command{Name: "config:unset", Usage: "[--no-restart] (<app>|--global) KEY...", Help: "Unset config vars and redeploy the app without them",
 		MinArgs: 1, MaxArgs: -1, Flags: []Flag{globalFlag, noRestartFlag}, Run: h.configUnset})
 	r.Add(&Command{Name: "config:clear", Usage: "[--no-restart] (<app>|--global)", Help: "Unset every config var",
@@ -72,6 +73,17 @@ func (h *handlers) configSet(ctx context.Context, c *Call) error {
 	app, pairs, err := h.scope(ctx, c)
 	if err != nil {
 		return err
+	}
+	if c.Bool("stdin") {
+		data, err := io.ReadAll(io.LimitReader(c.Stdin, 16<<20))
+		if err != nil {
+			return fmt.Errorf("read config pairs from stdin: %w", err)
+		}
+		for _, l := range strings.Split(string(data), "\n") {
+			if l = strings.TrimSuffix(l, "\r"); l != "" {
+				pairs = append(pairs, l)
+			}
+		}
 	}
 	if len(pairs) == 0 {
 		return &UsageError{Msg: "give at least one KEY=VALUE pair"}

@@ -54,6 +54,9 @@ func New(d *Deps) *Registry {
 		fmt.Fprintf(c.Stdout, "berth %s\n", d.Version)
 		return nil
 	}})
+	// Last: plugin commands must not take the names of core commands.
+	h.registerACL(r)
+	h.registerPlugins(r)
 	return r
 }
 

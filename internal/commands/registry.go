@@ -20,6 +20,8 @@ import (
 type Caller struct {
 	// Name is the SSH key name, or "local" for the berth CLI on the host.
 	Name string
+	// User is the SSH user name the caller logged in as ("" locally).
+	User string
 	// Local is true for the host's own CLI (over the unix socket).
 	Local bool
 }
@@ -80,7 +82,10 @@ type Command struct {
 	LocalOnly bool
 	// Hidden commands are not listed in help.
 	Hidden bool
-	Run    func(ctx context.Context, c *Call) error
+	// Passthrough commands (plugin commands) get every argument as is:
+	// no flag is parsed, not even --help.
+	Passthrough bool
+	Run         func(ctx context.Context, c *Call) error
 }
 
 // Namespace groups commands in help.
@@ -94,6 +99,7 @@ type Registry struct {
 	cmds       map[string]*Command
 	namespaces map[string]Namespace
 	log        *slog.Logger
+	ext        extensions // plugin commands and access control, see extensions.go
 }
 
 // NewRegistry returns an empty registry.
@@ -119,8 +125,7 @@ func (r *Registry) Add(c *Command) {
 
 // Lookup returns a command by name.
 func (r *Registry) Lookup(name string) (*Command, bool) {
-	c, ok := r.cmds[name]
-	return c, ok
+	return r.lookup(name)
 }
 
 // ExitError ends a command with a specific exit code. An empty Msg prints
@@ -153,13 +158,17 @@ func (r *Registry) Run(ctx context.Context, argv []string, stdin io.Reader, stdo
 		return r.help(topic, caller, stdout, stderr)
 	}
 	name := argv[0]
-	cmd, ok := r.cmds[name]
+	ctx = commandContext(ctx, caller, stderr)
+	cmd, ok := r.lookup(name)
 	if !ok {
-		if ns, isNS := r.namespaces[strings.TrimSuffix(name, ":help")]; isNS {
+		if ns, isNS := r.allNamespaces()[strings.TrimSuffix(name, ":help")]; isNS {
 			return r.help(ns.Name, caller, stdout, stderr)
 		}
 		if base, sub, found := strings.Cut(name, ":"); found && sub == "help" {
 			return r.help(base, caller, stdout, stderr)
+		}
+		if code, handled := r.runFallback(ctx, argv, stdin, stdout, stderr, caller); handled {
+			return code
 		}
 		ui.Warn(stderr, "%s is not a berth command. See 'berth help'.", quoteArg(name))
 		return 1
@@ -180,6 +189,10 @@ func (r *Registry) Run(ctx context.Context, argv []string, stdin io.Reader, stdo
 	if call.Bool("help") {
 		r.commandHelp(cmd, stdout)
 		return 0
+	}
+	if err := r.authorize(ctx, caller, argv); err != nil {
+		ui.Warn(stderr, "%s", sentence(err))
+		return 1
 	}
 	err := cmd.Run(ctx, call)
 	if err == nil {
@@ -230,6 +243,10 @@ func quoteArg(s string) string {
 // anywhere before "--": --name, --name=value, --name value, -x, -x value.
 func parseArgs(cmd *Command, args []string, call *Call) error {
 	call.flags = map[string][]string{}
+	if cmd.Passthrough {
+		call.Args = args
+		return nil
+	}
 	byLong := map[string]Flag{"help": {Name: "help"}}
 	byShort := map[string]Flag{}
 	for _, f := range cmd.Flags {
@@ -302,7 +319,7 @@ func parseArgs(cmd *Command, args []string, call *Call) error {
 // Commands returns the visible commands for caller, sorted by name.
 func (r *Registry) Commands(caller Caller) []*Command {
 	var out []*Command
-	for _, c := range r.cmds {
+	for _, c := range r.allCommands() {
 		if c.Hidden || (c.LocalOnly && !caller.Local) {
 			continue
 		}
@@ -323,7 +340,8 @@ func (r *Registry) help(topic string, caller Caller, stdout, stderr io.Writer) i
 		fmt.Fprintln(stdout, "Usage: berth [--data-dir DIR] COMMAND <app> [command-specific-options]")
 		fmt.Fprintln(stdout)
 		fmt.Fprintln(stdout, "Commands, by namespace (type \"berth help NAMESPACE\" for a namespace's commands):")
-		names := ui.SortedKeys(r.namespaces)
+		namespaces := r.allNamespaces()
+		names := ui.SortedKeys(namespaces)
 		width := 0
 		for _, n := range names {
 			width = max(width, len(n))
@@ -337,19 +355,19 @@ func (r *Registry) help(topic string, caller Caller, stdout, stderr io.Writer) i
 				}
 			}
 			if has {
-				fmt.Fprintf(stdout, "    %-*s  %s\n", width, n, r.namespaces[n].Help)
+				fmt.Fprintf(stdout, "    %-*s  %s\n", width, n, namespaces[n].Help)
 			}
 		}
 		return 0
 	}
-	ns, isNS := r.namespaces[topic]
+	ns, isNS := r.allNamespaces()[topic]
 	visible := 0
 	for _, c := range cmds {
 		if namespaceOf(c.Name) == topic {
 			visible++
 		}
 	}
-	if c, ok := r.cmds[topic]; ok && !c.Hidden && (!c.LocalOnly || caller.Local) && (!isNS || visible <= 1) {
+	if c, ok := r.lookup(topic); ok && !c.Hidden && (!c.LocalOnly || caller.Local) && (!isNS || visible <= 1) {
 		r.commandHelp(c, stdout)
 		return 0
 	}

@@ -801,7 +801,9 @@ func (p *Pipeline) removeImages(ctx context.Context, app string) {
 		}
 	}
 	for _, id := range slices.Sorted(maps.Keys(ids)) {
-		if _, err := p.docker.ImageRemove(ctx, id, image.RemoveOptions{Force: true, PruneChildren: true}); err != nil && !scheduler.IsNotFound(err) {
+		// Untagged parents stay: they are layer cache other apps' builds
+		// may be using at this very moment.
+		if _, err := p.docker.ImageRemove(ctx, id, image.RemoveOptions{Force: true}); err != nil && !scheduler.IsNotFound(err) {
 			p.log.Warn("remove image", "app", app, "image", id, "err", err)
 		}
 	}

@@ -142,7 +142,7 @@ func (p *Pipeline) pruneImages(ctx context.Context, app string, out io.Writer) {
 		if !tagged[tag] {
 			continue
 		}
-		if _, err := p.docker.ImageRemove(ctx, tag, image.RemoveOptions{PruneChildren: true}); err != nil {
+		if _, err := p.docker.ImageRemove(ctx, tag, image.RemoveOptions{}); err != nil {
 			if !scheduler.IsNotFound(err) {
 				p.log.Warn("remove old release image", "tag", tag, "err", err)
 			}

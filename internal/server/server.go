@@ -109,6 +109,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	router := proxy.New(proxy.Options{Logger: log})
 	bus := plugins.NewBus()
+	pluginMgr, err := plugins.NewManager(plugins.Options{DataDir: dataDir, Executable: exe, Settings: st, Logger: log})
+	if err != nil {
+		closeListeners()
+		return err
+	}
+	bus.SetPlugins(pluginMgr)
 	instance, err := st.InstanceID(ctx)
 	if err != nil {
 		closeListeners()

@@ -132,7 +132,7 @@ func (s *Server) authorize(ctx gliderssh.Context, key gliderssh.PublicKey) bool 
 func (s *Server) handle(sess gliderssh.Session) {
 	ctx := sess.Context()
 	keyName, _ := ctx.Value(ctxKey{}).(string)
-	caller := commands.Caller{Name: keyName}
+	caller := commands.Caller{Name: keyName, User: sess.User()}
 	// Split like a shell would split words, but take no operator (;, &,
 	// |) as syntax: a value such as a=1&b=2 stays one argument.
 	args, err := shellquote.Split(sess.RawCommand())
@@ -182,6 +182,9 @@ func (s *Server) git(ctx gliderssh.Context, sess gliderssh.Session, caller comma
 	app, err := appFromRepoPath(args[1])
 	if err != nil {
 		return fail("%s.", err)
+	}
+	if err := s.Registry.Authorize(ctx, caller, []string{args[0], app}); err != nil {
+		return fail("%s.", strings.TrimSuffix(err.Error(), "."))
 	}
 	env := []string{"BERTH_DATA_DIR=" + s.DataDir, "BERTH_PUSHER=" + caller.Name}
 	for _, kv := range sess.Environ() {

@@ -126,6 +126,8 @@ ALTER TABLE releases ADD COLUMN builder TEXT NOT NULL DEFAULT '';
 	tlsSchema,
 	// 6: port mappings (ports:*), see ports.go.
 	portsSchema,
+	// 7: access control (acl:*): which apps a key reaches, key roles; see acl.go.
+	aclSchema,
 }
 
 func (s *Store) migrate(ctx context.Context) error {
