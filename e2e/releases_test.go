@@ -343,7 +343,8 @@ func TestKillDuringDeployRecovers(t *testing.T) {
 		t.Errorf("after the crash: %q", body)
 	}
 	if got := containers(t, app); len(got) != 1 || got[0] != app+".web.1" {
-		t.Errorf("containers after the crash: %v", got)
+		t.Errorf("containers after the crash: %v\n%s", got, docker(t, "ps", "-a", "--filter", "label=berth.app="+app,
+			"--format", `{{.Names}} {{.Status}} created={{.CreatedAt}} release={{.Label "berth.release"}}`))
 	}
 	var info struct {
 		Status string `json:"status"`
