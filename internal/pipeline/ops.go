@@ -401,6 +401,11 @@ func (p *Pipeline) converge(ctx context.Context, a store.App, formation map[stri
 		return err
 	}
 	if len(extra) > 0 {
+		names := make([]string, 0, len(extra))
+		for _, c := range extra {
+			names = append(names, fmt.Sprintf("%s (v%d, %s)", c.Name, c.Release, c.State))
+		}
+		p.log.Info("removing containers that do not belong to the current release or formation", "app", app, "containers", names)
 		p.retire(ctx, extra, policy, out)
 	}
 	p.canonicalise(ctx, live)
