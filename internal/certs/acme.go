@@ -242,6 +242,18 @@ func (m *Manager) SettingsChanged(ctx context.Context) {
 		m.log.Warn("prepare ACME challenge solver", "err", err)
 	}
 	m.SyncAll(ctx)
+	// Forget configs no name uses any more.
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	used := map[string]bool{}
+	for _, mn := range m.managed {
+		used[mn.key] = true
+	}
+	for k := range m.configs {
+		if !used[k] {
+			delete(m.configs, k)
+		}
+	}
 }
 
 // Enable turns ACME on for app and obtains its certificates now, one name

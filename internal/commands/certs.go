@@ -29,16 +29,13 @@ var certSettingKeys = map[string]string{
 }
 
 func (h *handlers) registerCerts(r *Registry) {
-	if h.Certs == nil {
-		return
-	}
 	r.AddNamespace("certs", "Manage the TLS certificates of apps")
 	r.Add(&Command{Name: "certs:add", Usage: "<app> [<crt-file> <key-file>]", Help: "Add a certificate and key to an app (files on the server, or a tar holding server.crt and server.key, or PEM, on stdin)", MinArgs: 1, MaxArgs: 3, Run: h.certsAdd})
 	r.Add(&Command{Name: "certs:update", Usage: "<app> [<crt-file> <key-file>]", Help: "Replace an app's certificate (same input as certs:add)", MinArgs: 1, MaxArgs: 3, Run: h.certsAdd})
 	r.Add(&Command{Name: "certs:generate", Usage: "<app> [<domain>...]", Help: "Give an app a self-signed certificate for its domains (or the given ones)", MinArgs: 1, MaxArgs: -1, Run: h.certsGenerate})
 	r.Add(&Command{Name: "certs:remove", Usage: "<app>", Help: "Remove an app's certificate", MinArgs: 1, MaxArgs: 1, Run: h.certsRemove})
 	r.Add(&Command{Name: "certs:report", Usage: "[<app>] [--format json]", Help: "Display the certificates and HTTPS settings of apps", MaxArgs: 1, Flags: []Flag{formatFlag}, Run: h.certsReport})
-	r.Add(&Command{Name: "certs:set", Usage: "(<app>|--global) redirect|hsts|hsts-max-age|hsts-include-subdomains|hsts-preload [<value>]", Help: "Set an HTTPS setting (no value: back to the default)",
+	r.Add(&Command{Name: "certs:set", Usage: "(<app>|--global) <key> [<value>]", Help: "Set redirect, hsts, hsts-max-age, hsts-include-subdomains or hsts-preload (no value: the default)",
 		MinArgs: 1, MaxArgs: 3, Flags: []Flag{globalFlag}, Run: h.certsSet})
 }
 

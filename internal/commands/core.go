@@ -23,8 +23,8 @@ type Deps struct {
 	Pipeline *pipeline.Pipeline
 	Version  string
 	Logger   *slog.Logger
-	// Certs and DNS back the certs:*, letsencrypt:* and dns:* commands;
-	// without them those commands are not registered.
+	// Certs and DNS back the certs:*, letsencrypt:* and dns:* commands
+	// (the server always sets them; help needs neither).
 	Certs *certs.Manager
 	DNS   *dns.Manager
 }

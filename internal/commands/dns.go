@@ -12,9 +12,6 @@ import (
 )
 
 func (h *handlers) registerDNS(r *Registry) {
-	if h.DNS == nil {
-		return
-	}
 	r.AddNamespace("dns", "Keep DNS records of app domains at a DNS provider")
 	r.Add(&Command{Name: "dns:provider:set", Usage: "<provider> <key>=<value>...", Help: "Configure the DNS provider (" + strings.Join(dns.Names(), ", ") + "); secrets are sealed at rest", MinArgs: 1, MaxArgs: -1, Run: h.dnsProviderSet})
 	r.Add(&Command{Name: "dns:provider:clear", Help: "Remove the DNS provider configuration", Run: h.dnsProviderClear})

@@ -29,9 +29,6 @@ var (
 )
 
 func (h *handlers) registerLetsencrypt(r *Registry) {
-	if h.Certs == nil {
-		return
-	}
 	r.AddNamespace("letsencrypt", "Get and renew certificates from an ACME CA (Let's Encrypt)")
 	r.Add(&Command{Name: "letsencrypt:enable", Usage: "<app>", Help: "Get certificates for an app's domains and keep them renewed", MinArgs: 1, MaxArgs: 1, Run: h.letsencryptEnable})
 	r.Add(&Command{Name: "letsencrypt:disable", Usage: "<app>", Help: "Stop managing an app's certificates and delete them", MinArgs: 1, MaxArgs: 1, Run: h.letsencryptDisable})
@@ -40,7 +37,7 @@ func (h *handlers) registerLetsencrypt(r *Registry) {
 	r.Add(&Command{Name: "letsencrypt:revoke", Usage: "<app>", Help: "Revoke an app's certificates and turn letsencrypt off for it", MinArgs: 1, MaxArgs: 1, Run: h.letsencryptRevoke})
 	r.Add(&Command{Name: "letsencrypt:auto-renew", Usage: "[<app>] [--force]", Help: "Renew the certificates that are due now (all of them with --force)", MaxArgs: 1,
 		Flags: []Flag{{Name: "force", Help: "renew even certificates that are not due"}}, Run: h.letsencryptAutoRenew})
-	r.Add(&Command{Name: "letsencrypt:set", Usage: "(<app>|--global) email|server|dns-provider|challenge|dns-resolvers|ca-root [<value>]", Help: "Set a letsencrypt setting (no value: back to the default)",
+	r.Add(&Command{Name: "letsencrypt:set", Usage: "(<app>|--global) <key> [<value>]", Help: "Set email, server, challenge, dns-provider, dns-resolvers or ca-root (no value: the default)",
 		MinArgs: 1, MaxArgs: 3, Flags: []Flag{globalFlag}, Run: h.letsencryptSet})
 }
 
