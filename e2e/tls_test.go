@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -57,6 +58,19 @@ func TestTLSManualCertificates(t *testing.T) {
 	}
 	if got := resp.Header.Get("Strict-Transport-Security"); got != "max-age=15724800" {
 		t.Fatalf("default HSTS header: %q", got)
+	}
+	// The same over HTTP/1.1.
+	h1c := s.httpsClient(ca.pool())
+	h1c.Transport.(*http.Transport).ForceAttemptHTTP2 = false
+	h1c.Transport.(*http.Transport).TLSClientConfig.NextProtos = []string{"http/1.1"}
+	resp, err = h1c.Get("https://" + host(app) + "/headers")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b1, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.Proto != "HTTP/1.1" || !strings.Contains(string(b1), "proto=https") || resp.Header.Get("Strict-Transport-Security") != "max-age=15724800" {
+		t.Fatalf("HTTPS over HTTP/1.1: %s %s %v", resp.Proto, b1, resp.Header)
 	}
 
 	// Unknown names and names of apps without a certificate never get this
