@@ -343,6 +343,19 @@ func TestDockerOptionsAndLimits(t *testing.T) {
 			t.Errorf("%v accepted: %s", bad, out)
 		}
 	}
+	// Build limits apply to the build (a Dockerfile build here).
+	s.mustBerth("resource:limit", "--process-type", "build", app, "--memory", "300m")
+	var res struct {
+		Limits map[string]struct {
+			Memory int64 `json:"memory"`
+		} `json:"limits"`
+	}
+	s.jsonOut(&res, "resource:report", app, "--format", "json")
+	if res.Limits["build"].Memory != 300<<20 || res.Limits["default"].Memory != 256<<20 {
+		t.Errorf("resource:report = %+v", res)
+	}
+	r.commit("limited build")
+	s.mustPush(r, app)
 	s.mustBerth("docker-options:remove", app, "deploy", "--label", "team=blue")
 	s.mustBerth("resource:limit-clear", app)
 	s.mustBerth("ps:restart", app)

@@ -196,8 +196,13 @@ func (p *Pipeline) build(ctx context.Context, app, builder, dir string, out io.W
 			return built{}, errors.New("the dockerfile builder is selected but the tree has no Dockerfile")
 		}
 		ui.Step(out, "Building %s from Dockerfile", app)
+		limits, err := p.Limits(ctx, app, "build")
+		if err != nil {
+			return built{}, err
+		}
 		iw := ui.NewIndentWriter(out, ui.Indentation)
-		res, err := p.builder.Build(ctx, dockerfile.Options{App: app, Dir: dir, Labels: labels, BuildArgs: bopts.BuildArgs}, iw)
+		res, err := p.builder.Build(ctx, dockerfile.Options{App: app, Dir: dir, Labels: labels, BuildArgs: bopts.BuildArgs,
+			Memory: limits.Memory, CPUs: limits.CPUs}, iw)
 		iw.Flush()
 		if err != nil {
 			return built{}, err

@@ -44,6 +44,10 @@ type Options struct {
 	BuildArgs map[string]*string
 	// Labels are set on the image.
 	Labels map[string]string
+	// Memory (bytes) and CPUs cap the build (resource:limit --process-type
+	// build); 0 means no cap.
+	Memory int64
+	CPUs   float64
 }
 
 // Result describes a built image.
@@ -77,6 +81,9 @@ func (b *Builder) Build(ctx context.Context, o Options, out io.Writer) (Result, 
 		BuildArgs:   o.BuildArgs,
 		Labels:      o.Labels,
 		Version:     build.BuilderV1,
+		Memory:      o.Memory,
+		CPUPeriod:   cpuPeriod(o.CPUs),
+		CPUQuota:    int64(o.CPUs * 100000),
 	})
 	if err != nil {
 		return Result{}, fmt.Errorf("start build: %w", err)
@@ -116,6 +123,13 @@ func (b *Builder) Build(ctx context.Context, o Options, out io.Writer) (Result, 
 		return Result{}, &BuildError{Msg: "the engine reported no image id"}
 	}
 	return Result{ImageID: id}, nil
+}
+
+func cpuPeriod(cpus float64) int64 {
+	if cpus > 0 {
+		return 100000
+	}
+	return 0
 }
 
 // buildMessage is one JSON line of the engine's build output.
