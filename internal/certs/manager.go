@@ -522,10 +522,15 @@ func (m *Manager) recordError(ctx context.Context, app string, err error) {
 	if err != nil {
 		msg = strings.ReplaceAll(err.Error(), "\n", " ")
 		at = time.Now().UTC().Format(time.RFC3339)
-		m.log.Warn("ACME certificate error", "app", app, "err", err)
 	}
 	if _, aerr := m.st.App(ctx, app); aerr != nil {
 		return
+	}
+	if cur, _, _ := m.st.Setting(ctx, app, SettingLastError); cur == msg {
+		return // the same error again (a sync every minute): said already
+	}
+	if err != nil {
+		m.log.Warn("ACME certificate error", "app", app, "err", err)
 	}
 	m.st.SetSetting(ctx, app, SettingLastError, msg)
 	m.st.SetSetting(ctx, app, SettingLastErrorAt, at)
