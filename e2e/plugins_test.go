@@ -306,3 +306,144 @@ func TestACLLimitsAUserKey(t *testing.T) {
 		t.Fatalf("admin again: %d %s", code, out)
 	}
 }
+
+// appPackagePlugin installs the repository's app-package plugin on s.
+func (s *Server) installAppPackage(t testing.TB) {
+	t.Helper()
+	dir, err := filepath.Abs(filepath.Join("..", "plugins", "app-package"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	contains(t, s.installPlugin(dir), "Plugin app-package 1.0.0 installed", "app-package: helper built")
+}
+
+// requireAnsible fails (never skips) when Ansible is missing.
+func requireAnsible(t testing.TB) {
+	t.Helper()
+	for _, tool := range []string{"ansible-vault", "ansible-playbook"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is required by the app package tests: run scripts/install-deps.sh (it installs Debian's ansible)", tool)
+		}
+	}
+}
+
+// vaultEncrypt encrypts plain with the real ansible-vault.
+func vaultEncrypt(t testing.TB, plain, password string) string {
+	t.Helper()
+	dir := t.TempDir()
+	file, pw := filepath.Join(dir, "secrets.yml"), filepath.Join(dir, "pw")
+	os.WriteFile(file, []byte(plain), 0o600)
+	os.WriteFile(pw, []byte(password+"\n"), 0o600)
+	cmd := exec.Command("ansible-vault", "encrypt", "--vault-password-file", pw, file)
+	cmd.Env = append(os.Environ(), "ANSIBLE_HOME="+dir, "ANSIBLE_LOCAL_TEMP="+dir)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("ansible-vault encrypt: %v\n%s", err, out)
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(data), "$ANSIBLE_VAULT;1.1;AES256") {
+		t.Fatalf("ansible-vault wrote %q", data)
+	}
+	return string(data)
+}
+
+func TestAppPackage(t *testing.T) {
+	t.Parallel()
+	requireAnsible(t)
+	s := startServer(t)
+	s.installAppPackage(t)
+	app := appName("pkg")
+	s.mustBerth("apps:create", app)
+	s.apps.Store(app, true)
+	contains(t, s.mustBerth("help"), "vault")
+	contains(t, s.mustBerth("help", "vault"), "vault:set-password <app>")
+	contains(t, s.mustFail("vault:set-password", app), "give the password on stdin")
+	if out, code := s.berthIn("correct horse\n", "vault:set-password", app); code != 0 {
+		t.Fatalf("vault:set-password: %d %s", code, out)
+	}
+
+	outDir := t.TempDir()
+	secret := "tok-" + appName("s")
+	playbook := func(name string) string {
+		return `- hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+    - name: record what berth passed
+      copy:
+        dest: "{{ berth_config.OUT_DIR }}/` + name + `.txt"
+        content: "{{ berth_app }} {{ berth_release }} {{ berth_image }} {{ berth_config.SECRET_TOKEN }} {{ berth_config.GREETING }} {{ berth_domains | join(',') }} {{ berth_port | default('-') }}\n"
+`
+	}
+	repo := newRepo(t, map[string]string{
+		"env.yml":                 "# plain config\nGREETING: hello from env.yml\nOUT_DIR: " + outDir + "\n",
+		"vault/secrets.yml":       vaultEncrypt(t, "SECRET_TOKEN: "+secret+"\nDB_PASSWORD: 'p@ss word'\n", "correct horse"),
+		"ansible/pre-deploy.yml":  playbook("pre-deploy"),
+		"ansible/post-deploy.yml": playbook("post-deploy"),
+	})
+	out := s.mustPush(repo, app)
+	contains(t, out, "App package: set GREETING, OUT_DIR from env.yml", "App package: set SECRET_TOKEN, DB_PASSWORD from vault/secrets.yml",
+		"Running ansible/pre-deploy.yml", "Running ansible/post-deploy.yml")
+	if strings.Contains(out, secret) {
+		t.Fatalf("the secret appears in the push output:\n%s", out)
+	}
+	for k, want := range map[string]string{"GREETING": "hello from env.yml", "SECRET_TOKEN": secret, "DB_PASSWORD": "p@ss word"} {
+		if got := strings.TrimSpace(s.mustBerth("config:get", app, k)); got != want {
+			t.Fatalf("config %s = %q, want %q", k, got, want)
+		}
+	}
+	// The release the containers run has them.
+	if got := s.mustGet(host(app), "/env?k=SECRET_TOKEN"); got != secret {
+		t.Fatalf("the app sees SECRET_TOKEN=%q", got)
+	}
+	for name, port := range map[string]string{"pre-deploy": "-", "post-deploy": "5000"} {
+		data, err := os.ReadFile(filepath.Join(outDir, name+".txt"))
+		if err != nil {
+			t.Fatalf("the %s playbook did not run: %v", name, err)
+		}
+		want := fmt.Sprintf("%s v1 berth/%s:v1 %s hello from env.yml %s %s\n", app, app, secret, host(app), port)
+		if string(data) != want {
+			t.Fatalf("%s playbook wrote %q, want %q", name, data, want)
+		}
+	}
+	// No secret in clear anywhere in the data dir (config is sealed in the
+	// database; the playbooks' extra vars were written encrypted).
+	if out, _ := exec.Command("grep", "-rl", secret, s.DataDir).CombinedOutput(); len(strings.TrimSpace(string(out))) > 0 {
+		t.Fatalf("the secret is in clear in:\n%s", out)
+	}
+
+	// A wrong password fails the deploy before anything changes.
+	s.berthIn("wrong\n", "vault:set-password", app)
+	repo.write(map[string]string{"env.yml": "GREETING: changed\nOUT_DIR: " + outDir + "\n"})
+	repo.commit("change greeting")
+	out, code := s.push(repo, app)
+	if code == 0 {
+		t.Fatalf("push with a wrong vault password succeeded:\n%s", out)
+	}
+	contains(t, out, "vault/secrets.yml: wrong vault password for "+app+": no config was changed")
+	if got := strings.TrimSpace(s.mustBerth("config:get", app, "GREETING")); got != "hello from env.yml" {
+		t.Fatalf("GREETING = %q after the failed deploy", got)
+	}
+	contains(t, s.mustGet(host(app), "/"), "release=v1")
+
+	// A malformed env.yml names the line and the reason.
+	s.berthIn("correct horse\n", "vault:set-password", app)
+	repo.write(map[string]string{"env.yml": "GREETING: fine\nNESTED:\n  a: b\n"})
+	repo.commit("bad env.yml")
+	out, code = s.push(repo, app)
+	if code == 0 {
+		t.Fatalf("push with a malformed env.yml succeeded:\n%s", out)
+	}
+	contains(t, out, "env.yml line 3: nested values are not supported: give NESTED a plain value")
+	contains(t, s.mustBerth("vault:report", app), "Vault password:     set", "SECRET_TOKEN")
+
+	// Plaintext in vault/ is refused.
+	repo.write(map[string]string{"env.yml": "GREETING: fine\nOUT_DIR: " + outDir + "\n", "vault/plain.yml": "LEAK: yes\n"})
+	repo.commit("plaintext secret")
+	out, code = s.push(repo, app)
+	if code == 0 || !strings.Contains(out, "vault/plain.yml is not encrypted") {
+		t.Fatalf("plaintext in vault/: %d\n%s", code, out)
+	}
+}

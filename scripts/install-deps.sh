@@ -30,6 +30,9 @@ command -v dig >/dev/null 2>&1 || missing+=(bind9-dnsutils)
 # and loads both with wrk.
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+# The app-package plugin's tests encrypt with ansible-vault and run
+# playbooks with ansible-playbook.
+command -v ansible-playbook >/dev/null 2>&1 || missing+=(ansible)
 if ! docker info >/dev/null 2>&1 && ! command -v dockerd >/dev/null 2>&1; then
   missing+=(docker.io)
 fi
