@@ -105,6 +105,9 @@ func TestPluginTriggersAndCommands(t *testing.T) {
 		if len(args) != 4 || args[0] != app || args[1] != "5000" || net.ParseIP(args[2]) == nil || args[3] != "berth/"+app+":v1" {
 			t.Fatalf("%s got post-deploy %q", p, args)
 		}
+		if by, _ := os.ReadFile(filepath.Join(s.DataDir, "plugins", "data", p, "post-deploy-by."+app)); strings.TrimSpace(string(by)) != "e2e" {
+			t.Fatalf("%s saw SSH_NAME=%q during the push", p, by)
+		}
 	}
 	// docker-args-deploy output is applied to the container.
 	if got := docker(t, "inspect", "-f", `{{index .Config.Labels "test.labeler"}}`, app+".web.1"); got != app+"-web-1" {

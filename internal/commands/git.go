@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/berth-paas/berth/internal/pipeline"
+	"github.com/berth-paas/berth/internal/plugins"
 	"github.com/berth-paas/berth/internal/ui"
 )
 
@@ -43,6 +44,8 @@ func (h *handlers) gitHook(ctx context.Context, c *Call) error {
 	if by == "" {
 		by = c.Caller.Name
 	}
+	// Plugins fired by the deploy see the pusher as SSH_NAME, as in Dokku.
+	ctx = plugins.WithCaller(ctx, "", by)
 	err = h.Pipeline.DeployGit(ctx, pipeline.GitDeploy{
 		App: a.Name, Rev: ref.New, GitEnv: gitEnv, LockToken: c.Env["BERTH_LOCK_TOKEN"], By: by,
 	}, c.Stdout)
