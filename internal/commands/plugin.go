@@ -28,7 +28,7 @@ func (h *handlers) registerPlugins(r *Registry) {
 	r.Add(&Command{Name: "plugin:list", Usage: "[--format json]", Help: "List the installed plugins", Flags: []Flag{formatFlag}, Run: pc.pluginList})
 	r.Add(&Command{Name: "plugin:installed", Usage: "<name>", Help: "Exit 0 if the plugin is installed, 1 if not", MinArgs: 1, MaxArgs: 1, Run: pc.pluginInstalled})
 	r.Add(&Command{Name: "plugin:install", Usage: "[<dir>|<git-url>|<tarball-url>] [--name NAME] [--committish REF]",
-		Help: "Install and enable a plugin, then run every plugin's dependencies and install triggers (without a source: only run them)",
+		Help:    "Install and enable a plugin, then run every plugin's dependencies and install triggers (without a source: only run them)",
 		MaxArgs: 1, LocalOnly: true, Run: pc.pluginInstall, Flags: []Flag{
 			{Name: "name", Value: true, Help: "install under this name (default: plugin.toml's, else the source's)"},
 			{Name: "committish", Value: true, Help: "git branch, tag or commit to install"},
