@@ -159,6 +159,18 @@ func TestPluginTriggersAndCommands(t *testing.T) {
 	s.mustBerth("plugin:enable", "recorder")
 	contains(t, s.mustBerth("recorder:hello", app), "hello "+app)
 
+	// A user-auth plugin can deny commands over SSH (never locally).
+	s.installPlugin(pluginFixture(t, "gatekeeper"))
+	out, code = s.ssh("", "events", app)
+	if code == 0 || !strings.Contains(out, "gatekeeper: e2e (as git) may not read events") ||
+		!strings.Contains(out, "access denied (user-auth plugin gatekeeper exited with code 1)") {
+		t.Fatalf("gatekeeper over SSH: %d %s", code, out)
+	}
+	s.mustBerth("events", app)
+	if out, code := s.ssh("", "config:show", app); code != 0 {
+		t.Fatalf("gatekeeper denied config:show: %d %s", code, out)
+	}
+
 	// Managing plugins is for the server itself, as in Dokku.
 	out, code = s.ssh("", "plugin:install", pluginFixture(t, "labeler"))
 	if code == 0 || !strings.Contains(out, "plugin:install can only be run on the server itself") {
@@ -166,7 +178,7 @@ func TestPluginTriggersAndCommands(t *testing.T) {
 	}
 	s.mustBerth("plugin:uninstall", "recorder-git")
 	s.jsonOut(&list, "plugin:list", "--format", "json")
-	if len(list) != 3 {
+	if len(list) != 4 {
 		t.Fatalf("after uninstall: %+v", list)
 	}
 	contains(t, s.mustFail("plugin:install", pluginFixture(t, "recorder")), "plugin recorder is already installed")

@@ -24,6 +24,7 @@ import (
 
 	"github.com/berth-paas/berth/internal/commands"
 	"github.com/berth-paas/berth/internal/pipeline"
+	"github.com/berth-paas/berth/internal/plugins"
 	"github.com/berth-paas/berth/internal/store"
 	"github.com/berth-paas/berth/internal/ui"
 	"github.com/berth-paas/berth/internal/validate"
@@ -183,7 +184,8 @@ func (s *Server) git(ctx gliderssh.Context, sess gliderssh.Session, caller comma
 	if err != nil {
 		return fail("%s.", err)
 	}
-	if err := s.Registry.Authorize(ctx, caller, []string{args[0], app}); err != nil {
+	// user-auth plugins' stderr reaches the pusher.
+	if err := s.Registry.Authorize(plugins.WithOutput(ctx, stderr), caller, []string{args[0], app}); err != nil {
 		return fail("%s.", strings.TrimSuffix(err.Error(), "."))
 	}
 	env := []string{"BERTH_DATA_DIR=" + s.DataDir, "BERTH_PUSHER=" + caller.Name}
