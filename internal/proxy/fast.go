@@ -42,6 +42,8 @@ type upConn struct {
 	br     *bufio.Reader
 	bw     *bufio.Writer
 	idleAt time.Time
+	// body frames the current response body (reused, not allocated).
+	body io.LimitedReader
 }
 
 func (c *upConn) close() { _ = c.tc.Close() }
@@ -181,8 +183,7 @@ func (t *target) serveFast(w http.ResponseWriter, req *http.Request) {
 		}
 		// A client that goes away interrupts the exchange.
 		stop := context.AfterFunc(ctx, func() { _ = uc.tc.SetDeadline(aLongTimeAgo) })
-		resp, err := cur.roundTrip(uc, req, hasBody, body)
-		if err != nil {
+		if err := cur.send(uc, req, hasBody, body); err != nil {
 			stop()
 			uc.close()
 			if reused && !body.wasRead() && ctx.Err() == nil && attempt < 2 {
@@ -196,6 +197,19 @@ func (t *target) serveFast(w http.ResponseWriter, req *http.Request) {
 		}
 		if cur != t {
 			defer cur.stats.release()
+		}
+		if cur.writeSimpleResponse(w, req, uc, stop) {
+			return
+		}
+		resp, err := http.ReadResponse(uc.br, req)
+		if err == nil && resp.StatusCode == http.StatusSwitchingProtocols {
+			err = errors.New("upstream switched protocols without being asked to")
+		}
+		if err != nil {
+			stop()
+			uc.close()
+			cur.errorHandler(w, req, fmt.Errorf("read response: %w", err))
+			return
 		}
 		cur.writeResponse(w, req, uc, resp, stop)
 		return
@@ -237,29 +251,21 @@ func (t *target) conn(ctx context.Context, freshOnly bool) (*upConn, bool, error
 	}, false, nil
 }
 
-// roundTrip writes req on uc and reads the head of the first response
-// (which may be informational, 1xx).
-func (t *target) roundTrip(uc *upConn, req *http.Request, hasBody bool, body *bodyTracker) (*http.Response, error) {
+// send writes req on uc and waits for the first byte of the response.
+func (t *target) send(uc *upConn, req *http.Request, hasBody bool, body *bodyTracker) error {
 	if err := t.writeRequest(uc.bw, req, hasBody, body); err != nil {
-		return nil, err
+		return err
 	}
 	if err := uc.bw.Flush(); err != nil {
-		return nil, fmt.Errorf("send request: %w", err)
+		return fmt.Errorf("send request: %w", err)
 	}
 	if _, err := uc.br.Peek(1); err != nil {
 		if errors.Is(err, io.EOF) {
-			return nil, errUpstreamClosed
+			return errUpstreamClosed
 		}
-		return nil, fmt.Errorf("read response: %w", err)
+		return fmt.Errorf("read response: %w", err)
 	}
-	resp, err := http.ReadResponse(uc.br, req)
-	if err != nil {
-		return nil, fmt.Errorf("read response: %w", err)
-	}
-	if resp.StatusCode == http.StatusSwitchingProtocols {
-		return nil, errors.New("upstream switched protocols without being asked to")
-	}
-	return resp, nil
+	return nil
 }
 
 // writeRequest writes the upstream request head and body to bw: the

@@ -166,3 +166,115 @@ func TestFastPathQueryKeptOrCleaned(t *testing.T) {
 		}
 	}
 }
+
+// rawBackend answers every request on a connection with the next of
+// responses (raw bytes), keeping the connection open unless the response
+// says otherwise, and counts connections.
+func rawBackend(t testing.TB, responses ...string) (string, *atomic.Int64) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var conns, served atomic.Int64
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns.Add(1)
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					io.Copy(io.Discard, req.Body)
+					n := served.Add(1) - 1
+					resp := responses[int(n)%len(responses)]
+					io.WriteString(c, resp)
+					if strings.Contains(resp, "Connection: close") || strings.HasPrefix(resp, "HTTP/1.0") {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String(), &conns
+}
+
+func TestFastPathResponseHeads(t *testing.T) {
+	cases := []struct {
+		name, resp, method string
+		code               int
+		body               string
+		header             http.Header
+		reuse              bool
+	}{
+		{"simple", "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nX-A:  1 \r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nContent-Length: 5\r\n\r\nhello",
+			"GET", 200, "hello", http.Header{"Content-Type": {"text/plain"}, "X-A": {"1"}, "Set-Cookie": {"a=1", "b=2"}}, true},
+		{"close", "HTTP/1.1 200 OK\r\nConnection: close, X-Hop\r\nX-Hop: x\r\nContent-Length: 2\r\n\r\nok",
+			"GET", 200, "ok", http.Header{"X-Hop": nil}, false},
+		{"head", "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n", "HEAD", 200, "", http.Header{"Content-Length": {"1000"}}, true},
+		{"no content", "HTTP/1.1 204 No Content\r\nX-B: 2\r\n\r\n", "GET", 204, "", http.Header{"X-B": {"2"}}, true},
+		{"chunked", "HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", "GET", 201, "abc", nil, true},
+		{"http/1.0", "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", "GET", 200, "ok", nil, false},
+		{"until close", "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nall of it", "GET", 200, "all of it", nil, false},
+		{"big head", "HTTP/1.1 200 OK\r\nX-Big: " + strings.Repeat("b", 6000) + "\r\nContent-Length: 2\r\n\r\nok", "GET", 200, "ok", nil, true},
+		{"status 500", "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\n\r\noops", "GET", 500, "oops", nil, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r, front, _ := newTestRouter(t)
+			addr, conns := rawBackend(t, c.resp)
+			r.Set("app", []string{"app.test"}, []string{addr})
+			for i := range 3 {
+				resp, body := do(t, nil, front, c.method, "app.test", "/", "")
+				if resp.StatusCode != c.code || body != c.body {
+					t.Fatalf("#%d: %d %q, want %d %q", i, resp.StatusCode, body, c.code, c.body)
+				}
+				for k, want := range c.header {
+					if got := resp.Header[k]; fmt.Sprint(got) != fmt.Sprint(want) {
+						t.Errorf("#%d: header %s = %q, want %q", i, k, got, want)
+					}
+				}
+			}
+			if n := conns.Load(); (n == 1) != c.reuse {
+				t.Errorf("%d upstream connections for 3 requests (reuse expected: %v)", n, c.reuse)
+			}
+		})
+	}
+}
+
+func TestFastPathShortBodyAborts(t *testing.T) {
+	r, front, _ := newTestRouter(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		http.ReadRequest(bufio.NewReader(c))
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this")
+		c.Close()
+	}()
+	r.Set("app", []string{"app.test"}, []string{ln.Addr().String()})
+	req, _ := http.NewRequest("GET", front.URL+"/", nil)
+	req.Host = "app.test"
+	resp, err := front.Client().Do(req)
+	if err != nil {
+		return // the connection was dropped before the head: fine too
+	}
+	defer resp.Body.Close()
+	if _, err := io.ReadAll(resp.Body); err == nil {
+		t.Fatal("a truncated upstream body reached the client as complete")
+	}
+}
