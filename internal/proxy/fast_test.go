@@ -225,6 +225,7 @@ func TestFastPathResponseHeads(t *testing.T) {
 		{"http/1.0", "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", "GET", 200, "ok", nil, false},
 		{"until close", "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nall of it", "GET", 200, "all of it", nil, false},
 		{"big head", "HTTP/1.1 200 OK\r\nX-Big: " + strings.Repeat("b", 6000) + "\r\nContent-Length: 2\r\n\r\nok", "GET", 200, "ok", nil, true},
+		{"bare lf", "HTTP/1.1 200 OK\nContent-Length: 2\n\nok", "GET", 200, "ok", nil, true},
 		{"status 500", "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\n\r\noops", "GET", 500, "oops", nil, true},
 	}
 	for _, c := range cases {

@@ -18,17 +18,27 @@ import (
 // close-delimited bodies, 1xx, HTTP/1.0, heads larger than the read buffer,
 // anything unusual) is left to http.ReadResponse.
 
-var crlfcrlf = []byte("\r\n\r\n")
+var (
+	crlfcrlf = []byte("\r\n\r\n")
+	lflf     = []byte("\n\n")
+)
 
-// peekHead returns the response head (status line and headers, through the
+// peekHead returns a message head (start line and headers, through the
 // empty line) without consuming it, or false when it does not fit in br's
-// buffer or the connection fails first.
+// buffer, ends lines with a bare LF (left to net/http, which accepts it),
+// or the connection fails first.
 func peekHead(br *bufio.Reader) ([]byte, bool) {
 	n := br.Buffered()
 	for {
 		buf, _ := br.Peek(n)
 		if i := bytes.Index(buf, crlfcrlf); i >= 0 {
+			if bytes.Contains(buf[:i+4], lflf) {
+				return nil, false
+			}
 			return buf[:i+4], true
+		}
+		if bytes.Contains(buf, lflf) {
+			return nil, false
 		}
 		if n >= br.Size() {
 			return nil, false

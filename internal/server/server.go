@@ -173,9 +173,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
+	// The front proxies plain GET and HEAD requests itself and hands
+	// every other connection to httpSrv (see proxy.Front).
+	httpFront := proxy.NewFront(router, tlsp.edge, httpSrv)
 	run("http", func() error {
 		log.Info("HTTP proxy listening", "addr", httpLn.Addr().String(), "domain", cfg.Domain)
-		if err := httpSrv.Serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := httpFront.Serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return err
 		}
 		return nil
@@ -217,7 +220,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	log.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	httpSrv.Shutdown(sctx)
+	httpFront.Shutdown(sctx)
 	if httpsSrv != nil {
 		httpsSrv.Shutdown(sctx)
 	}
