@@ -182,7 +182,7 @@ func (m *Manager) RunFallback(ctx context.Context, argv []string, sio Stdio) (ha
 	if len(argv) == 0 || validCommandName(argv[0]) != nil {
 		return false, 0, nil
 	}
-	ps, err := m.Enabled()
+	ps, err := m.enabledDirs()
 	if err != nil {
 		return false, 1, err
 	}

@@ -327,9 +327,31 @@ func (m *Manager) warn(ctx context.Context, format string, args ...any) {
 	}
 }
 
+// enabledDirs lists the enabled plugins by name and directory only (no
+// plugin.toml read): what firing a trigger needs.
+func (m *Manager) enabledDirs() ([]Plugin, error) {
+	ents, err := os.ReadDir(m.EnabledDir())
+	if err != nil {
+		return nil, fmt.Errorf("list enabled plugins: %w", err)
+	}
+	var out []Plugin
+	for _, e := range ents {
+		name := e.Name()
+		if validate.PluginName(name) != nil {
+			continue
+		}
+		dir := filepath.Join(m.AvailableDir(), name)
+		if fi, err := os.Stat(dir); err != nil || !fi.IsDir() || !m.isEnabled(name) {
+			continue
+		}
+		out = append(out, Plugin{Name: name, Dir: dir, Enabled: true})
+	}
+	return out, nil
+}
+
 // fire runs trigger in every enabled plugin that has it, in name order.
 func (m *Manager) fire(ctx context.Context, trigger string, input []byte, args []string, stdout io.Writer) error {
-	ps, err := m.Enabled()
+	ps, err := m.enabledDirs()
 	if err != nil {
 		return fmt.Errorf("trigger %s: %w", trigger, err)
 	}
