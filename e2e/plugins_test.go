@@ -176,6 +176,13 @@ func TestPluginTriggersAndCommands(t *testing.T) {
 	if code == 0 || !strings.Contains(out, "plugin:install can only be run on the server itself") {
 		t.Fatalf("plugin:install over SSH: %d %s", code, out)
 	}
+	// A relative directory is taken from where the CLI runs.
+	cmd := exec.Command(berthBin, "--data-dir", s.DataDir, "plugin:install", "./labeler", "--name", "labeler-rel")
+	cmd.Dir = filepath.Dir(pluginFixture(t, "labeler"))
+	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "Plugin labeler-rel installed") {
+		t.Fatalf("plugin:install ./labeler: %v\n%s", err, out)
+	}
+	s.mustBerth("plugin:uninstall", "labeler-rel")
 	s.mustBerth("plugin:uninstall", "recorder-git")
 	s.jsonOut(&list, "plugin:list", "--format", "json")
 	if len(list) != 4 {
