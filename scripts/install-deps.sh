@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what berth needs on a Debian/Ubuntu host and makes sure a Docker
-# Engine answers: git, the OpenSSH client, curl, and Debian's docker.io when
-# no engine is reachable. Idempotent; safe to run on every start.
+# Engine answers: git, the OpenSSH client, curl, debootstrap, and Debian's
+# docker.io when no engine is reachable. With --test, also what the test
+# suite and benchmarks need. Idempotent; safe to run on every start.
 set -euo pipefail
 
 log() { printf -- '-----> %s\n' "$*"; }
@@ -18,21 +19,21 @@ command -v git >/dev/null 2>&1 || missing+=(git)
 command -v ssh >/dev/null 2>&1 || missing+=(openssh-client)
 command -v ssh-keygen >/dev/null 2>&1 || missing+=(openssh-client)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
-# images:bootstrap makes the buildpack stack with debootstrap; the tests run
-# a local image registry (Debian's docker-registry) on loopback.
+# images:bootstrap makes the buildpack stack with debootstrap.
 command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
-command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
-# The TLS/DNS tests run an authoritative DNS server (Knot DNS) on loopback
-# and check its records with dig.
-command -v knotd >/dev/null 2>&1 || [ -x /usr/sbin/knotd ] || missing+=(knot)
-command -v dig >/dev/null 2>&1 || missing+=(bind9-dnsutils)
-# bench/proxy runs nginx (as its own process, on loopback) next to berth
-# and loads both with wrk.
-command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
-command -v wrk >/dev/null 2>&1 || missing+=(wrk)
-# The app-package plugin's tests encrypt with ansible-vault and run
-# playbooks with ansible-playbook.
-command -v ansible-playbook >/dev/null 2>&1 || missing+=(ansible)
+if [ "${1:-}" = "--test" ]; then
+  # What only the test suite and the benchmarks need:
+  # a local image registry (Debian's docker-registry) on loopback;
+  command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
+  # an authoritative DNS server (Knot DNS) on loopback, and dig;
+  command -v knotd >/dev/null 2>&1 || [ -x /usr/sbin/knotd ] || missing+=(knot)
+  command -v dig >/dev/null 2>&1 || missing+=(bind9-dnsutils)
+  # nginx (as its own process, on loopback) next to berth, loaded with wrk;
+  command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+  command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+  # ansible-vault and ansible-playbook for the app-package plugin's tests.
+  command -v ansible-playbook >/dev/null 2>&1 || missing+=(ansible)
+fi
 if ! docker info >/dev/null 2>&1 && ! command -v dockerd >/dev/null 2>&1; then
   missing+=(docker.io)
 fi
