@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -40,8 +41,8 @@ type Front struct {
 
 	mu      sync.Mutex
 	ln      net.Listener
-	conns   map[*frontConn]bool // conn -> idle
-	closing bool
+	conns   map[*frontConn]struct{}
+	closing atomic.Bool
 	wg      sync.WaitGroup
 }
 
@@ -52,7 +53,7 @@ func NewFront(r *Router, edge *Edge, fallback *http.Server) *Front {
 	f := &Front{
 		router: r, edge: edge, fallback: fallback,
 		headerTimeout: fallback.ReadHeaderTimeout, idleTimeout: fallback.IdleTimeout,
-		conns: map[*frontConn]bool{},
+		conns: map[*frontConn]struct{}{},
 	}
 	if f.headerTimeout <= 0 {
 		f.headerTimeout = 30 * time.Second
@@ -67,7 +68,7 @@ func NewFront(r *Router, edge *Edge, fallback *http.Server) *Front {
 // it then returns http.ErrServerClosed (or the accept error).
 func (f *Front) Serve(ln net.Listener) error {
 	f.mu.Lock()
-	if f.closing {
+	if f.closing.Load() {
 		f.mu.Unlock()
 		return http.ErrServerClosed
 	}
@@ -83,10 +84,7 @@ func (f *Front) Serve(ln net.Listener) error {
 	for {
 		c, err := ln.Accept()
 		if err != nil {
-			f.mu.Lock()
-			closing := f.closing
-			f.mu.Unlock()
-			if closing {
+			if f.closing.Load() {
 				return http.ErrServerClosed
 			}
 			var ne net.Error
@@ -100,12 +98,12 @@ func (f *Front) Serve(ln net.Listener) error {
 		backoff = 0
 		fc := newFrontConn(c)
 		f.mu.Lock()
-		if f.closing {
+		if f.closing.Load() {
 			f.mu.Unlock()
 			c.Close()
 			return http.ErrServerClosed
 		}
-		f.conns[fc] = true
+		f.conns[fc] = struct{}{}
 		f.wg.Add(1)
 		f.mu.Unlock()
 		go f.serveConn(fc)
@@ -116,13 +114,13 @@ func (f *Front) Serve(ln net.Listener) error {
 // progress finish (until ctx is done, then closes their connections), and
 // shuts the fallback server down.
 func (f *Front) Shutdown(ctx context.Context) error {
+	f.closing.Store(true)
 	f.mu.Lock()
-	f.closing = true
 	if f.ln != nil {
 		f.ln.Close()
 	}
-	for fc, idle := range f.conns {
-		if idle {
+	for fc := range f.conns {
+		if fc.idle.Load() {
 			fc.c.Close()
 		}
 	}
@@ -146,10 +144,11 @@ func (f *Front) Shutdown(ctx context.Context) error {
 
 // frontConn is one client connection of the Front.
 type frontConn struct {
-	c  net.Conn
-	br *bufio.Reader
-	bw *bufio.Writer
-	ip string // client IP, for X-Forwarded-For
+	c    net.Conn
+	br   *bufio.Reader
+	bw   *bufio.Writer
+	ip   string // client IP, for X-Forwarded-For
+	idle atomic.Bool
 }
 
 const (
@@ -166,12 +165,12 @@ func newFrontConn(c net.Conn) *frontConn {
 }
 
 // setIdle records whether fc waits for a request; it reports false when
-// the server is shutting down (fc must then close).
+// the server is shutting down (fc must then close). Shutdown sets closing
+// before it closes the idle connections, so a connection going idle either
+// sees closing or is closed by Shutdown.
 func (f *Front) setIdle(fc *frontConn, idle bool) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.conns[fc] = idle
-	return !f.closing
+	fc.idle.Store(idle)
+	return !f.closing.Load()
 }
 
 func (f *Front) forget(fc *frontConn) {
@@ -194,12 +193,18 @@ const (
 func (f *Front) serveConn(fc *frontConn) {
 	defer f.forget(fc)
 	timeout := f.headerTimeout
+	var deadline time.Time
 	for {
 		if !f.setIdle(fc, true) {
 			fc.c.Close()
 			return
 		}
-		_ = fc.c.SetReadDeadline(time.Now().Add(timeout))
+		// The read deadline is re-armed at most once a second: it lies
+		// between timeout-1s and timeout ahead.
+		if want := time.Now().Add(timeout); want.Sub(deadline) >= time.Second {
+			_ = fc.c.SetReadDeadline(want)
+			deadline = want
+		}
 		timeout = f.idleTimeout
 		raw, ok := peekHead(fc.br)
 		if !ok {
