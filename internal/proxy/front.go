@@ -35,6 +35,9 @@ type Front struct {
 	edge     *Edge
 	fallback *http.Server
 	handoff  *connListener
+	// port, when not 0, makes this the front of a port mapping's extra
+	// listener: every request goes to the route of that host port.
+	port int
 
 	headerTimeout time.Duration
 	idleTimeout   time.Duration
@@ -70,6 +73,7 @@ func (f *Front) Serve(ln net.Listener) error {
 	f.mu.Lock()
 	if f.closing.Load() {
 		f.mu.Unlock()
+		ln.Close()
 		return http.ErrServerClosed
 	}
 	f.ln = ln
@@ -401,8 +405,17 @@ func (f *Front) serveRequest(fc *frontConn, raw []byte) outcome {
 	if f.edge != nil && f.edge.InterceptsHTTP(host, rq.path) {
 		return handOff
 	}
-	app, t := f.router.acquire(host)
+	var app *appState
+	var t *target
+	if f.port != 0 {
+		app, t = f.router.acquirePort(f.port)
+	} else {
+		app, t = f.router.acquire(host)
+	}
 	if app == nil || t == nil {
+		if t != nil {
+			t.stats.release()
+		}
 		return handOff
 	}
 	defer t.stats.release()

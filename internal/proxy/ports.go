@@ -56,7 +56,8 @@ type portListener struct {
 	scheme string
 	port   int
 	ln     net.Listener
-	srv    *http.Server // SchemeHTTP
+	srv    *http.Server // SchemeHTTP, behind front
+	front  *Front
 
 	// SchemeTCP: the accepted client connections, closed with the
 	// listener; ctx ends pending dials.
@@ -100,8 +101,10 @@ func (l *Listeners) Open(app, scheme string, port int) error {
 			IdleTimeout:       120 * time.Second,
 			ErrorLog:          slog.NewLogLogger(l.logger.Handler(), slog.LevelDebug),
 		}
+		pl.front = NewFront(l.router, nil, pl.srv)
+		pl.front.port = port
 		go func() {
-			if err := pl.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := pl.front.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				l.logger.Warn("proxy: port listener stopped", "port", port, "err", err)
 			}
 		}()
@@ -176,7 +179,7 @@ func (pl *portListener) close(ctx context.Context) {
 	if pl.srv != nil {
 		ctx, cancel := context.WithTimeout(ctx, portCloseGrace)
 		defer cancel()
-		if err := pl.srv.Shutdown(ctx); err != nil {
+		if err := pl.front.Shutdown(ctx); err != nil {
 			_ = pl.srv.Close()
 		}
 		return
