@@ -328,7 +328,7 @@ func schemeOf(m store.PortMapping) string {
 // removed mappings close. When the container port of web processes
 // changes, a deployed app is restarted (health-gated) so $PORT follows.
 func (p *Pipeline) SetPortMappings(ctx context.Context, app string, ms []store.PortMapping, by string, out io.Writer) error {
-	restart, err := p.setPortMappings(ctx, app, ms, out)
+	restart, err := p.setPortMappings(ctx, app, ms, by, out)
 	if err != nil || !restart {
 		return err
 	}
@@ -339,7 +339,7 @@ func (p *Pipeline) SetPortMappings(ctx context.Context, app string, ms []store.P
 	return nil
 }
 
-func (p *Pipeline) setPortMappings(ctx context.Context, app string, ms []store.PortMapping, out io.Writer) (bool, error) {
+func (p *Pipeline) setPortMappings(ctx context.Context, app string, ms []store.PortMapping, by string, out io.Writer) (bool, error) {
 	release, _, err := p.locks.acquire(ctx, app, "", out)
 	if err != nil {
 		return false, err
@@ -396,7 +396,7 @@ func (p *Pipeline) setPortMappings(ctx context.Context, app string, ms []store.P
 		}
 		return false, err
 	}
-	p.event(ctx, app, "ports", "port mappings set to %s (were %s)", formatMappings(ms), formatMappings(oldMs))
+	p.event(ctx, app, "ports", "port mappings set to %s (were %s) by %s", formatMappings(ms), formatMappings(oldMs), by)
 	if err := p.RefreshRoutesLocked(ctx, app); err != nil {
 		return false, err
 	}
