@@ -14,10 +14,11 @@ import (
 	"time"
 )
 
-// The fast path proxies plain HTTP/1.x requests (no protocol upgrade, no
-// Expect, a query ReverseProxy would not rewrite) in the handler's own
-// goroutine over a keep-alive connection of its own pool: the request head
-// is written by hand, the response read with http.ReadResponse and copied
+// The fast path proxies plain HTTP/1.x and HTTP/2 requests (no protocol
+// upgrade, no Expect, a query ReverseProxy would not rewrite) in the
+// handler's own goroutine over a keep-alive HTTP/1.1 connection of its own
+// pool: the request head is written by hand, the response head parsed (see
+// head.go, or http.ReadResponse for the unusual ones) and the body copied
 // with a pooled buffer. Compared with httputil.ReverseProxy over an
 // http.Transport it saves the Transport's two goroutines per connection and
 // their hand-offs, the cloned request and most per-request allocations. The
@@ -110,7 +111,7 @@ func (s *addrStats) sweepIdle() {
 
 // fastPathOK reports whether req can take the fast path.
 func fastPathOK(req *http.Request) bool {
-	if req.ProtoMajor != 1 {
+	if req.ProtoMajor != 1 && req.ProtoMajor != 2 {
 		return false
 	}
 	h := req.Header

@@ -279,3 +279,28 @@ func TestFastPathShortBodyAborts(t *testing.T) {
 		t.Fatal("a truncated upstream body reached the client as complete")
 	}
 }
+
+func TestFastPathHTTP2(t *testing.T) {
+	r := New(Options{})
+	_, a := echoBackend(t, "a")
+	r.Set("app", []string{"app.test"}, []string{a})
+	front := httptest.NewUnstartedServer(r)
+	front.EnableHTTP2 = true
+	front.StartTLS()
+	defer front.Close()
+	client := front.Client()
+	for _, body := range []string{"", "posted over h2"} {
+		method := "GET"
+		if body != "" {
+			method = "POST"
+		}
+		resp, got := do(t, client, front, method, "app.test", "/h2?x=1", body)
+		if resp.Proto != "HTTP/2.0" || resp.StatusCode != 200 {
+			t.Fatalf("%s: %s %d", method, resp.Proto, resp.StatusCode)
+		}
+		e := decodeEcho(t, got)
+		if e.URI != "/h2?x=1" || e.Body != body || e.XFProto != "https" || e.Host != "app.test" {
+			t.Errorf("%s: backend saw %+v", method, e)
+		}
+	}
+}
