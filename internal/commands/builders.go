@@ -205,7 +205,7 @@ func (h *handlers) builderReport(ctx context.Context, c *Call) error {
 		r := builderReport{App: a.Name, Stack: stack, Runtime: runtime}
 		for key, dst := range map[string]*string{pipeline.SettingBuilder: &r.Selected, pipeline.SettingBuildDir: &r.BuildDir,
 			pipeline.SettingAppJSONPath: &r.AppJSONPath, pipeline.SettingProcfilePath: &r.ProcfilePath} {
-			if *dst, _, err = h.Store.Setting(ctx, a.Name, key); err != nil {
+			if *dst, err = h.Pipeline.AppSetting(ctx, a.Name, key); err != nil {
 				return err
 			}
 		}

@@ -20,7 +20,7 @@ var (
 
 func (h *handlers) registerConfig(r *Registry) {
 	r.AddNamespace("config", "Manage config vars (the app's environment)")
-	r.Add(&Command{Name: "config:set", Usage: "[--no-restart] [--encoded] (<app>|--global) KEY=VALUE...", Help: "Set config vars and redeploy the app with them",
+	r.Add(&Command{Name: "config:set", Usage: "[--no-restart] [--encoded] [--stdin] (<app>|--global) KEY=VALUE...", Help: "Set config vars and redeploy the app with them",
 		MinArgs: 1, MaxArgs: -1, Flags: []Flag{globalFlag, noRestartFlag, {Name: "encoded", Help: "values are base64-encoded"},
 			{Name: "stdin", Help: "also read KEY=VALUE pairs from stdin, one per line (keeps values off command lines)"}}, Run: h.configSet})
 	r.Add(&Command{Name: "config:unset", Usage: "[--no-restart] (<app>|--global) KEY...", Help: "Unset config vars and redeploy the app without them",

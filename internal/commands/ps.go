@@ -19,7 +19,7 @@ const maxScale = 100
 func (h *handlers) registerPs(r *Registry) {
 	r.AddNamespace("ps", "Manage an app's processes")
 	r.Add(&Command{Name: "ps:report", Usage: "[<app>] [--format json]", Help: "Display the processes of apps", MaxArgs: 1, Flags: []Flag{formatFlag}, Run: h.psReport})
-	r.Add(&Command{Name: "ps:scale", Usage: "<app> [<proc>=<count>...]", Help: "Set how many containers of each process type run (no pairs: show the scale)",
+	r.Add(&Command{Name: "ps:scale", Usage: "[--skip-deploy] <app> [<proc>=<count>...]", Help: "Set how many containers of each process type run (no pairs: show the scale)",
 		MinArgs: 1, MaxArgs: -1, Flags: []Flag{{Name: "skip-deploy", Help: "record the scale without starting or stopping containers"}}, Run: h.psScale})
 	r.Add(&Command{Name: "ps:start", Usage: "<app>", Help: "Start an app's processes", MinArgs: 1, MaxArgs: 1, Run: h.psStart})
 	r.Add(&Command{Name: "ps:stop", Usage: "<app>", Help: "Stop an app's processes (its hosts answer 502)", MinArgs: 1, MaxArgs: 1, Run: h.psStop})
@@ -108,7 +108,7 @@ func (h *handlers) psRestart(ctx context.Context, c *Call) error {
 	if err != nil {
 		return err
 	}
-	return h.Pipeline.Restart(ctx, a.Name, c.Stdout)
+	return h.Pipeline.Restart(ctx, a.Name, c.Caller.Name, c.Stdout)
 }
 
 func (h *handlers) psRebuild(ctx context.Context, c *Call) error {

@@ -57,8 +57,8 @@ type built struct {
 	configVars map[string]string
 }
 
-// appSetting reads an app setting, then the global one.
-func (p *Pipeline) appSetting(ctx context.Context, app, key string) (string, error) {
+// AppSetting reads an app setting, falling back to the global one.
+func (p *Pipeline) AppSetting(ctx context.Context, app, key string) (string, error) {
 	for _, scope := range []string{app, ""} {
 		v, ok, err := p.store.Setting(ctx, scope, key)
 		if err != nil || ok {
@@ -88,7 +88,7 @@ func (p *Pipeline) selectBuilder(ctx context.Context, app, dir string) (string, 
 	} else if first, _, _ := strings.Cut(strings.TrimSpace(out), "\n"); first != "" {
 		return validBuilder(strings.TrimSpace(first))
 	}
-	sel, err := p.appSetting(ctx, app, SettingBuilder)
+	sel, err := p.AppSetting(ctx, app, SettingBuilder)
 	if err != nil {
 		return "", err
 	}
@@ -115,7 +115,7 @@ func validBuilder(b string) (string, error) {
 // The build's output is kept (builds:output), also when it fails.
 func (p *Pipeline) buildAndDeploy(ctx context.Context, a store.App, src source, reason, by string, out io.Writer) error {
 	app := a.Name
-	root, err := p.appSetting(ctx, app, SettingBuildDir)
+	root, err := p.AppSetting(ctx, app, SettingBuildDir)
 	if err != nil {
 		return err
 	}
@@ -139,7 +139,7 @@ func (p *Pipeline) buildAndDeploy(ctx context.Context, a store.App, src source, 
 		return err
 	}
 	bctx := context.WithValue(ctx, sourceRevKey{}, src.rev)
-	b, err := p.recordBuild(ctx, app, src, out, func(out io.Writer) (built, error) {
+	b, err := p.recordBuild(ctx, app, src, builder, out, func(out io.Writer) (built, error) {
 		return p.build(bctx, app, builder, dir, out)
 	})
 	if err != nil {
@@ -221,10 +221,13 @@ func (p *Pipeline) build(ctx context.Context, app, builder, dir string, out io.W
 
 // recordBuild runs fn with its output also captured into the app's build
 // log, recorded as succeeded or failed.
-func (p *Pipeline) recordBuild(ctx context.Context, app string, src source, out io.Writer, fn func(io.Writer) (built, error)) (built, error) {
+func (p *Pipeline) recordBuild(ctx context.Context, app string, src source, builder string, out io.Writer, fn func(io.Writer) (built, error)) (built, error) {
 	desc := src.kind
-	if src.meta != "" {
-		desc += " " + short(src.meta)
+	switch {
+	case src.rev != "":
+		desc += " " + short(src.rev)
+	case src.meta != "":
+		desc += " " + src.meta
 	}
 	id, err := p.store.StartBuild(ctx, app, desc)
 	if err != nil {
@@ -237,7 +240,7 @@ func (p *Pipeline) recordBuild(ctx context.Context, app string, src source, out 
 		status = store.BuildFailed
 		fmt.Fprintf(&log, " !     %v\n", err)
 	}
-	if ferr := p.store.FinishBuild(context.WithoutCancel(ctx), app, id, b.builder, status, b.imageID, log.Bytes()); ferr != nil {
+	if ferr := p.store.FinishBuild(context.WithoutCancel(ctx), app, id, builder, status, b.imageID, log.Bytes()); ferr != nil {
 		p.log.Warn("record build", "app", app, "err", ferr)
 	}
 	return b, err
@@ -296,7 +299,7 @@ func (p *Pipeline) release(ctx context.Context, a store.App, b built, procs map[
 
 // readProcfile reads the Procfile (at ps:set procfile-path, if set).
 func (p *Pipeline) readProcfile(ctx context.Context, app, dir string) (map[string]string, bool, error) {
-	rel, err := p.appSetting(ctx, app, SettingProcfilePath)
+	rel, err := p.AppSetting(ctx, app, SettingProcfilePath)
 	if err != nil {
 		return nil, false, err
 	}
@@ -313,7 +316,7 @@ func (p *Pipeline) readProcfile(ctx context.Context, app, dir string) (map[strin
 // readAppJSON reads app.json (at app-json:set appjson-path, if set) and
 // the legacy CHECKS file.
 func (p *Pipeline) readAppJSON(ctx context.Context, app, dir string, out io.Writer) (*appjson.AppJSON, error) {
-	rel, err := p.appSetting(ctx, app, SettingAppJSONPath)
+	rel, err := p.AppSetting(ctx, app, SettingAppJSONPath)
 	if err != nil {
 		return nil, err
 	}

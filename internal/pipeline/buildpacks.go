@@ -29,10 +29,10 @@ func (p *Pipeline) CacheDir(app string) string {
 
 // BuildpackImages returns the stack and runtime images buildpack builds use.
 func (p *Pipeline) BuildpackImages(ctx context.Context) (stack, runtime string, err error) {
-	if stack, err = p.appSetting(ctx, "", SettingStack); err != nil {
+	if stack, err = p.AppSetting(ctx, "", SettingStack); err != nil {
 		return "", "", err
 	}
-	if runtime, err = p.appSetting(ctx, "", SettingRuntime); err != nil {
+	if runtime, err = p.AppSetting(ctx, "", SettingRuntime); err != nil {
 		return "", "", err
 	}
 	if stack == "" {

@@ -113,7 +113,7 @@ func (p *Pipeline) redeploy(ctx context.Context, a store.App, cur store.Release,
 
 // Restart replaces every container of app's current release with a fresh
 // one, health-gated like a deploy.
-func (p *Pipeline) Restart(ctx context.Context, app string, out io.Writer) error {
+func (p *Pipeline) Restart(ctx context.Context, app, by string, out io.Writer) error {
 	release, _, err := p.locks.acquire(ctx, app, "", out)
 	if err != nil {
 		return err
@@ -135,7 +135,7 @@ func (p *Pipeline) Restart(ctx context.Context, app string, out io.Writer) error
 		// Config changed with --no-restart since this release: restarting
 		// applies it, as a new release (and starts a stopped app).
 		a.Stopped = false
-		return p.redeploy(ctx, a, rel, env, "ps:restart with changed config", "", out)
+		return p.redeploy(ctx, a, rel, env, "ps:restart with changed config", by, out)
 	}
 	ui.Step(out, "Restarting %s (release v%d)", app, rel.Version)
 	if err := p.replace(ctx, a, rel, a.DeploySource, a.SourceMeta, out); err != nil {

@@ -333,7 +333,7 @@ func (p *Pipeline) SetPortMappings(ctx context.Context, app string, ms []store.P
 		return err
 	}
 	ui.Step(out, "Restarting %s so its web processes serve on the new container port", app)
-	if err := p.Restart(ctx, app, out); err != nil {
+	if err := p.Restart(ctx, app, by, out); err != nil {
 		return fmt.Errorf("restart %s on its new container port: %w", app, err)
 	}
 	return nil

@@ -23,6 +23,7 @@ import (
 
 	"github.com/berth-paas/berth/internal/appjson"
 	"github.com/berth-paas/berth/internal/procfile"
+	"github.com/berth-paas/berth/internal/scheduler"
 	"github.com/berth-paas/berth/internal/ui"
 	"github.com/berth-paas/berth/internal/untar"
 )
@@ -98,7 +99,7 @@ func (p *Pipeline) DeployImage(ctx context.Context, app, ref, by string, out io.
 	ctx = withPhases(ctx, "receive")
 	p.event(ctx, app, "deploy", "git:from-image %s started by %s", named, by)
 	src := source{kind: "docker-image", meta: named.String()}
-	b, err := p.recordBuild(ctx, app, src, out, func(out io.Writer) (built, error) {
+	b, err := p.recordBuild(ctx, app, src, BuilderImage, out, func(out io.Writer) (built, error) {
 		phase(ctx, "build")
 		id, err := p.pullImage(ctx, named, out)
 		if err != nil {
@@ -196,7 +197,7 @@ func (p *Pipeline) imageMetadata(ctx context.Context, imageID string, out io.Wri
 	if img.Config != nil && img.Config.WorkingDir != "" {
 		dir = img.Config.WorkingDir
 	}
-	c, err := p.docker.ContainerCreate(ctx, &container.Config{Image: imageID, Labels: map[string]string{"berth.kind": "probe", "berth.app": ""}},
+	c, err := p.docker.ContainerCreate(ctx, &container.Config{Image: imageID, Labels: map[string]string{"berth.kind": "probe", scheduler.LabelApp: "", scheduler.LabelInstance: p.sched.Instance()}},
 		&container.HostConfig{NetworkMode: "none"}, nil, nil, "")
 	if err != nil {
 		return nil, nil, fmt.Errorf("read the image's files: %w", err)
