@@ -85,6 +85,7 @@ func serve(args []string, dataDir string) int {
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", envOr("BERTH_HTTP_ADDR", ":80"), "address of the HTTP proxy (env BERTH_HTTP_ADDR)")
 	fs.StringVar(&cfg.HTTPSAddr, "https-addr", envOrEmpty("BERTH_HTTPS_ADDR", ":443"), "address of the HTTPS proxy, empty disables (env BERTH_HTTPS_ADDR)")
 	fs.StringVar(&cfg.SSHAddr, "ssh-addr", envOr("BERTH_SSH_ADDR", ":2222"), "address of the SSH server (env BERTH_SSH_ADDR)")
+	fs.StringVar(&cfg.PortsHost, "ports-host", os.Getenv("BERTH_PORTS_HOST"), "IP address the ports of port mappings listen on (env BERTH_PORTS_HOST; default: the host of --http-addr)")
 	fs.StringVar(&cfg.Domain, "domain", envOr("BERTH_DOMAIN", "localhost"), "global domain: apps answer at APP.DOMAIN (env BERTH_DOMAIN)")
 	fs.StringVar(&cfg.DockerHost, "docker-host", os.Getenv("BERTH_DOCKER_HOST"), "Docker Engine address (env BERTH_DOCKER_HOST; default: the environment's Docker)")
 	logLevel := fs.String("log-level", envOr("BERTH_LOG_LEVEL", "info"), "debug, info, warn or error (env BERTH_LOG_LEVEL)")

@@ -1,18 +1,23 @@
 package server
 
 import (
+	"fmt"
 	"net"
 	"strconv"
 )
 
 // portsOptions returns where the extra listeners of port mappings bind and
 // which host ports berth itself takes besides the HTTP(S) proxy. Mapped
-// ports listen on the host of --http-addr (":80": every interface;
-// "127.0.0.1:8080": loopback only), so a server kept to loopback keeps its
-// mapped ports there too.
-func portsOptions(cfg Config) (host string, reserved map[int]string) {
-	host, _, err := net.SplitHostPort(cfg.HTTPAddr)
-	if err != nil {
+// ports listen on --ports-host when set, else on the host of --http-addr
+// (":80": every interface; "127.0.0.1:8080": loopback only), so a server
+// kept to loopback keeps its mapped ports there too.
+func portsOptions(cfg Config) (host string, reserved map[int]string, err error) {
+	if cfg.PortsHost != "" {
+		if net.ParseIP(cfg.PortsHost) == nil {
+			return "", nil, fmt.Errorf("--ports-host %q is not an IP address", cfg.PortsHost)
+		}
+		host = cfg.PortsHost
+	} else if host, _, err = net.SplitHostPort(cfg.HTTPAddr); err != nil {
 		host = ""
 	}
 	reserved = map[int]string{}
@@ -21,5 +26,5 @@ func portsOptions(cfg Config) (host string, reserved map[int]string) {
 			reserved[n] = "berth's SSH server"
 		}
 	}
-	return host, reserved
+	return host, reserved, nil
 }

@@ -36,6 +36,9 @@ type Config struct {
 	Domain     string
 	DockerHost string
 	Version    string
+	// PortsHost is the IP address the extra ports of port mappings listen
+	// on; empty: the host of HTTPAddr.
+	PortsHost string
 }
 
 // SocketPath is where the command socket of a data dir lives.
@@ -122,7 +125,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	sched := scheduler.NewDocker(cli, NetworkName, instance)
 	var tlsp *tlsParts
-	portsHost, reservedPorts := portsOptions(cfg)
+	portsHost, reservedPorts, err := portsOptions(cfg)
+	if err != nil {
+		closeListeners()
+		return err
+	}
 	pipe := pipeline.New(st, cli, sched, router, bus, pipeline.Options{
 		DataDir: dataDir, Domain: cfg.Domain, HTTPPort: httpPort, Executable: exe, Logger: log,
 		PortsHost: portsHost, ReservedPorts: reservedPorts,
