@@ -53,7 +53,7 @@ func tools() error {
 		}
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("%s not found: install with `apt-get install -y %s` (or run scripts/install-deps.sh)",
+		return fmt.Errorf("%s not found: install with `apt-get install -y %s` (or run scripts/install-deps.sh --test)",
 			strings.Join(missing, " and "), strings.Join(missing, " "))
 	}
 	return testkit.CheckTools()
