@@ -320,7 +320,10 @@ func (r *Runner) poll(ctx context.Context, t Target, limit time.Duration, what s
 	for {
 		ok, msg := try(ctx)
 		if ok {
-			return nil
+			// The answer counts only if the container still runs: a
+			// container that died released its IP, which another
+			// container may have taken meanwhile.
+			return r.alive(ctx, t, st)
 		}
 		last = msg
 		if err := r.alive(ctx, t, st); err != nil {
@@ -367,6 +370,9 @@ func (r *Runner) one(ctx context.Context, t Target, st scheduler.State, c appjso
 		fail = r.attempt(actx, t, st.IP, port, c, name)
 		cancel()
 		if fail == nil {
+			if err := r.alive(ctx, t, st); err != nil {
+				return err
+			}
 			say("%s passed check %q", t.Label(), name)
 			return nil
 		}
