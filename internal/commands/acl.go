@@ -30,8 +30,17 @@ func deny(format string, args ...any) error {
 
 // aclAdminOnly are commands a user key may never run, whatever app they
 // name: they act on the server, keys or access rules.
-var aclAdminOnly = map[string]bool{"apps:create": true, "git:hook": true}
-var aclAdminNamespaces = map[string]bool{"acl": true, "plugin": true, "ssh-keys": true}
+var aclAdminOnly = map[string]bool{"apps:create": true, "git:hook": true,
+	// They make the server fetch URLs or read its own repositories and
+	// images: an admin's call.
+	"git:sync": true, "git:from-image": true, "git:from-archive": true}
+
+// aclAdminNamespaces reach the host (docker options such as volumes or
+// capabilities, server-path buildpacks, host ports, base images, registry
+// logins) or names shared by every app (domains, certificates, DNS).
+var aclAdminNamespaces = map[string]bool{"acl": true, "plugin": true, "ssh-keys": true,
+	"docker-options": true, "resource": true, "buildpacks": true, "images": true, "registry": true,
+	"domains": true, "certs": true, "letsencrypt": true, "dns": true, "ports": true}
 
 // aclAnyone are commands every key may run (apps:list shows only the key's
 // apps).

@@ -68,6 +68,44 @@ func (p *Pipeline) AppSetting(ctx context.Context, app, key string) (string, err
 	return "", nil
 }
 
+// treeDir resolves the build directory rel (may be "") of the source tree
+// at src; it must stay inside the tree, also through symlinks.
+func treeDir(src, rel string) (string, error) {
+	p, err := subPath(src, rel)
+	if err != nil {
+		return "", fmt.Errorf("build-dir: %w", err)
+	}
+	real, err := filepath.EvalSymlinks(p)
+	if err != nil {
+		return "", fmt.Errorf("build-dir %s does not exist in the source tree", rel)
+	}
+	base, err := filepath.EvalSymlinks(src)
+	if err != nil {
+		return "", fmt.Errorf("resolve the source tree: %w", err)
+	}
+	if real != base && !strings.HasPrefix(real, base+string(filepath.Separator)) {
+		return "", fmt.Errorf("build-dir %s leaves the source tree", rel)
+	}
+	if fi, err := os.Stat(real); err != nil || !fi.IsDir() {
+		return "", fmt.Errorf("build-dir %s is not a directory of the source tree", rel)
+	}
+	return real, nil
+}
+
+// readTreeFile reads rel inside dir; symlinks are followed only as long as
+// they stay inside dir (a pushed tree may hold links to the server's files).
+func readTreeFile(dir, rel string) ([]byte, error) {
+	if _, err := subPath(dir, rel); err != nil {
+		return nil, err
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	return root.ReadFile(filepath.Clean(rel))
+}
+
 // subPath joins a relative setting path under root, refusing escapes.
 func subPath(root, rel string) (string, error) {
 	if rel == "" {
@@ -119,12 +157,9 @@ func (p *Pipeline) buildAndDeploy(ctx context.Context, a store.App, src source, 
 	if err != nil {
 		return err
 	}
-	dir, err := subPath(src.dir, root)
+	dir, err := treeDir(src.dir, root)
 	if err != nil {
-		return fmt.Errorf("build-dir: %w", err)
-	}
-	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
-		return fmt.Errorf("build-dir %s does not exist in the source tree", root)
+		return err
 	}
 	procs, hasProcfile, err := p.readProcfile(ctx, app, dir)
 	if err != nil {
@@ -306,11 +341,7 @@ func (p *Pipeline) readProcfile(ctx context.Context, app, dir string) (map[strin
 	if rel == "" {
 		rel = "Procfile"
 	}
-	path, err := subPath(dir, rel)
-	if err != nil {
-		return nil, false, fmt.Errorf("procfile-path: %w", err)
-	}
-	return readProcfile(path)
+	return readProcfile(dir, rel)
 }
 
 // readAppJSON reads app.json (at app-json:set appjson-path, if set) and
@@ -323,11 +354,7 @@ func (p *Pipeline) readAppJSON(ctx context.Context, app, dir string, out io.Writ
 	if rel == "" {
 		rel = "app.json"
 	}
-	path, err := subPath(dir, rel)
-	if err != nil {
-		return nil, fmt.Errorf("appjson-path: %w", err)
-	}
-	return readAppJSON(path, filepath.Join(dir, "CHECKS"), out)
+	return readAppJSON(dir, rel, out)
 }
 
 // lockedBuffer collects output written from several goroutines.

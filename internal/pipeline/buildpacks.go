@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -52,15 +53,14 @@ func (p *Pipeline) buildpackList(ctx context.Context, app, dir string, env map[s
 	if err != nil || len(list) > 0 {
 		return list, "buildpacks:set", err
 	}
-	if f, err := os.Open(filepath.Join(dir, ".buildpacks")); err == nil {
-		defer f.Close()
-		sc := bufio.NewScanner(f)
+	if data, err := readTreeFile(dir, ".buildpacks"); err == nil {
+		sc := bufio.NewScanner(bytes.NewReader(data))
 		for n := 1; sc.Scan(); n++ {
 			l := strings.TrimSpace(sc.Text())
 			if l == "" || strings.HasPrefix(l, "#") {
 				continue
 			}
-			if err := buildpack.ValidateSpec(l); err != nil {
+			if err := treeBuildpack(l); err != nil {
 				return nil, "", fmt.Errorf(".buildpacks line %d: %w", n, err)
 			}
 			list = append(list, l)
@@ -70,13 +70,26 @@ func (p *Pipeline) buildpackList(ctx context.Context, app, dir string, env map[s
 		}
 	}
 	if u := strings.TrimSpace(env["BUILDPACK_URL"]); u != "" {
-		if err := buildpack.ValidateSpec(u); err != nil {
+		if err := treeBuildpack(u); err != nil {
 			return nil, "", fmt.Errorf("BUILDPACK_URL: %w", err)
 		}
 		return []string{u}, "BUILDPACK_URL", nil
 	}
 	list, err = p.GlobalBuildpacks(ctx)
 	return list, "global buildpacks", err
+}
+
+// treeBuildpack validates a buildpack named by the app itself (.buildpacks,
+// BUILDPACK_URL): it may not point at the server's own files (a path or a
+// file:// repository) — only buildpacks:add, an admin command, can.
+func treeBuildpack(spec string) error {
+	if err := buildpack.ValidateSpec(spec); err != nil {
+		return err
+	}
+	if strings.HasPrefix(spec, "/") || strings.HasPrefix(strings.ToLower(spec), "file:") {
+		return fmt.Errorf("buildpack %s is on the server: only buildpacks:add (an admin command) may name server paths", spec)
+	}
+	return nil
 }
 
 // SettingGlobalBuildpacks holds the global buildpack list (JSON).

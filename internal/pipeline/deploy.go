@@ -121,9 +121,9 @@ const ReleaseProcess = "release"
 
 // readAppJSON reads an app.json and a legacy CHECKS file; CHECKS becomes the
 // web checks when app.json defines none.
-func readAppJSON(path, checksPath string, out io.Writer) (*appjson.AppJSON, error) {
+func readAppJSON(dir, rel string, out io.Writer) (*appjson.AppJSON, error) {
 	aj := &appjson.AppJSON{}
-	data, err := os.ReadFile(path)
+	data, err := readTreeFile(dir, rel)
 	switch {
 	case err == nil:
 		if aj, err = appjson.Parse(data); err != nil {
@@ -132,7 +132,7 @@ func readAppJSON(path, checksPath string, out io.Writer) (*appjson.AppJSON, erro
 	case !errors.Is(err, os.ErrNotExist):
 		return nil, fmt.Errorf("read app.json: %w", err)
 	}
-	data, err = os.ReadFile(checksPath)
+	data, err = readTreeFile(dir, "CHECKS")
 	switch {
 	case err == nil:
 		checks, err := appjson.ParseChecks(data)
@@ -193,8 +193,8 @@ func (p *Pipeline) applyAppJSONEnv(ctx context.Context, a store.App, aj *appjson
 	return nil
 }
 
-func readProcfile(path string) (map[string]string, bool, error) {
-	data, err := os.ReadFile(path)
+func readProcfile(dir, rel string) (map[string]string, bool, error) {
+	data, err := readTreeFile(dir, rel)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, false, nil
 	}

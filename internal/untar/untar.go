@@ -57,6 +57,7 @@ func Extract(r io.Reader, dst string, stripTop bool, lim Limits) error {
 	tr := tar.NewReader(src)
 	var total int64
 	top := ""
+	links := map[string]bool{} // symlinks made so far
 	for n := 0; ; n++ {
 		h, err := tr.Next()
 		if errors.Is(err, io.EOF) {
@@ -113,9 +114,10 @@ func Extract(r io.Reader, dst string, stripTop bool, lim Limits) error {
 				return fmt.Errorf("write %s: %w", name, err)
 			}
 		case tar.TypeSymlink:
-			if err := checkLink(name, h.Linkname); err != nil {
+			if err := checkLink(name, h.Linkname, links); err != nil {
 				return err
 			}
+			links[name] = true
 			if err := mkParent(root, name); err != nil {
 				return err
 			}
@@ -164,14 +166,23 @@ func cleanName(n string) (string, error) {
 	return c, nil
 }
 
-// checkLink refuses a symlink whose target leaves the archive.
-func checkLink(name, target string) error {
+// checkLink refuses a symlink whose target leaves the archive, read as
+// text, or whose target goes through another symlink of the archive (a
+// chain such as x -> . and y -> x/.. escapes though each looks harmless).
+func checkLink(name, target string, links map[string]bool) error {
 	if target == "" || strings.HasPrefix(target, "/") {
 		return fmt.Errorf("the symlink %s points to %q, outside the archive: refused", name, target)
 	}
 	resolved := path.Clean(path.Join(path.Dir(name), target))
 	if resolved == ".." || strings.HasPrefix(resolved, "../") {
 		return fmt.Errorf("the symlink %s points to %q, outside the archive: refused", name, target)
+	}
+	cur := path.Dir(name)
+	for _, part := range strings.Split(target, "/") {
+		cur = path.Join(cur, part)
+		if links[cur] {
+			return fmt.Errorf("the symlink %s points through the symlink %s: refused", name, cur)
+		}
 	}
 	return nil
 }

@@ -70,6 +70,7 @@ func TestExtractRefusesEscapes(t *testing.T) {
 		"write through":   {{name: "l", typ: tar.TypeSymlink, link: "."}, {name: "l/../../evil", body: "x"}},
 		"escape hardlink": {{name: "h", typ: tar.TypeLink, link: "../../etc/passwd"}},
 		"device":          {{name: "dev", typ: tar.TypeChar}},
+		"symlink chain":   {{name: "x", typ: tar.TypeSymlink, link: "."}, {name: "y", typ: tar.TypeSymlink, link: "x/.."}},
 	} {
 		dst := t.TempDir()
 		err := Extract(bytes.NewReader(makeTar(t, false, entries...)), dst, false, Limits{})

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/docker/docker/api/types/build"
@@ -21,9 +20,15 @@ import (
 // Name is the builder's name as shown to users and passed to triggers.
 const Name = "dockerfile"
 
-// Detect reports whether dir holds a Dockerfile.
+// Detect reports whether dir holds a Dockerfile (a symlink counts only if
+// it stays inside dir).
 func Detect(dir string) bool {
-	fi, err := os.Stat(filepath.Join(dir, "Dockerfile"))
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return false
+	}
+	defer root.Close()
+	fi, err := root.Stat("Dockerfile")
 	return err == nil && fi.Mode().IsRegular()
 }
 
@@ -144,7 +149,12 @@ type buildMessage struct {
 }
 
 func readDockerignore(dir string) ([]string, error) {
-	f, err := os.Open(filepath.Join(dir, ".dockerignore"))
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("read .dockerignore: %w", err)
+	}
+	defer root.Close()
+	f, err := root.Open(".dockerignore")
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
