@@ -29,9 +29,6 @@ import (
 const (
 	upstreamReadBuffer  = 4 << 10
 	upstreamWriteBuffer = 4 << 10
-	// staleCheckAfter is how long a connection may sit idle before it is
-	// checked for a close by the upstream before being reused.
-	staleCheckAfter = time.Second
 )
 
 // aLongTimeAgo is a deadline in the past, to interrupt blocked I/O.
@@ -70,7 +67,9 @@ func (s *addrStats) takeIdle() *upConn {
 func (s *addrStats) putIdle(c *upConn) {
 	c.idleAt = time.Now()
 	s.mu.Lock()
-	if len(s.idle) >= maxIdleConnsPerHost || c.tc.closed.Load() {
+	// Bytes left unread (a body on a HEAD, 204 or 304 answer, or more than
+	// Content-Length said) would be taken for the next request's answer.
+	if len(s.idle) >= maxIdleConnsPerHost || c.tc.closed.Load() || c.br.Buffered() > 0 {
 		s.mu.Unlock()
 		c.close()
 		return
@@ -155,6 +154,16 @@ func ishex(c byte) bool {
 // before it answered.
 var errUpstreamClosed = errors.New("upstream closed the keep-alive connection")
 
+// idempotent reports whether a request may be sent again after a
+// connection failed under it (as net/http's Transport decides).
+func idempotent(method string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	return false
+}
+
 // serveFast proxies req to t on the fast path.
 func (t *target) serveFast(w http.ResponseWriter, req *http.Request) {
 	ctx := req.Context()
@@ -187,7 +196,7 @@ func (t *target) serveFast(w http.ResponseWriter, req *http.Request) {
 		if err := cur.send(uc, req, hasBody, body); err != nil {
 			stop()
 			uc.close()
-			if reused && !body.wasRead() && ctx.Err() == nil && attempt < 2 {
+			if reused && !body.wasRead() && idempotent(req.Method) && ctx.Err() == nil && attempt < 2 {
 				// The upstream closed an idle connection just as it
 				// was reused: nothing was processed, try a new one.
 				freshOnly = true
@@ -233,7 +242,9 @@ func (t *target) conn(ctx context.Context, freshOnly bool) (*upConn, bool, error
 			if uc == nil {
 				break
 			}
-			if time.Since(uc.idleAt) > staleCheckAfter && !connAlive(uc.tc.Conn) {
+			// Every reuse peeks: a closed connection, or bytes that
+			// arrived while it was idle, mean it cannot carry a request.
+			if !connAlive(uc.tc.Conn) {
 				uc.close()
 				continue
 			}
@@ -269,13 +280,26 @@ func (t *target) send(uc *upConn, req *http.Request, hasBody bool, body *bodyTra
 	return nil
 }
 
+// cleanURI reports whether uri holds only bytes an HTTP/1.1 request line
+// may carry.
+func cleanURI(uri string) bool {
+	for i := 0; i < len(uri); i++ {
+		if c := uri[i]; c <= ' ' || c >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
 // writeRequest writes the upstream request head and body to bw: the
 // incoming request line and headers without hop-by-hop and client-supplied
 // forwarding headers, the incoming Host, fresh X-Forwarded-For/-Host/-Proto
 // (like nginx "proxy_set_header X-Forwarded-For $remote_addr").
 func (t *target) writeRequest(bw *bufio.Writer, req *http.Request, hasBody bool, body *bodyTracker) error {
 	uri := req.RequestURI
-	if uri == "" || uri[0] != '/' {
+	if uri == "" || uri[0] != '/' || !cleanURI(uri) {
+		// (HTTP/2 hands :path over as it came: re-encode what is not
+		// safe on an HTTP/1.1 request line.)
 		uri = req.URL.RequestURI()
 	}
 	host := req.Host

@@ -431,15 +431,15 @@ func (f *Front) serveRequest(fc *frontConn, raw []byte) outcome {
 		uc.close()
 		return handOff
 	}
+	// The upstream has started answering: from here on the request must
+	// not be handed off (the fallback would send it a second time).
 	rh, ok := peekHead(uc.br)
 	if !ok {
-		uc.close()
-		return handOff
+		return f.relayStd(fc, uc, raw, &rq, app, t)
 	}
 	resp, ok := parseUpstreamHead(string(rh), rq.method)
 	if !ok {
-		uc.close()
-		return handOff
+		return f.relayStd(fc, uc, raw, &rq, app, t)
 	}
 	// From here on the request is answered here.
 	_, _ = fc.br.Discard(len(raw))
@@ -608,6 +608,45 @@ func writeClientHead(bw *bufio.Writer, r *upstreamHead, closeClient bool) {
 		bw.WriteString("Connection: close\r\n")
 	}
 	bw.WriteString("\r\n")
+}
+
+// relayStd relays an answer the Front's own parser does not take (1xx
+// interim responses, a head larger than the buffer, unusual framing) with
+// net/http's parser, on the connection the request was already sent on.
+// The client connection is closed afterwards.
+func (f *Front) relayStd(fc *frontConn, uc *upConn, raw []byte, rq *request, app *appState, t *target) outcome {
+	defer uc.close()
+	_, _ = fc.br.Discard(len(raw))
+	req := &http.Request{Method: rq.method}
+	for {
+		resp, err := http.ReadResponse(uc.br, req)
+		if err != nil {
+			f.router.logger.Warn("proxy: unreadable upstream response", "app", app.name, "target", t.addr, "host", rq.host, "err", err)
+			fc.bw.WriteString("HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 12\r\nConnection: close\r\n\r\nBad Gateway\n")
+			fc.bw.Flush()
+			return finished
+		}
+		if resp.StatusCode >= 100 && resp.StatusCode < 200 {
+			// Interim responses (103 Early Hints…) are not passed on.
+			resp.Body.Close()
+			continue
+		}
+		for k := range resp.Header {
+			if skipResponseHop(k) {
+				delete(resp.Header, k)
+			}
+		}
+		resp.Close = true
+		err = resp.Write(fc.bw)
+		resp.Body.Close()
+		if err == nil {
+			err = fc.bw.Flush()
+		}
+		if err != nil {
+			return abort
+		}
+		return finished
+	}
 }
 
 // skipResponseHop reports whether a response header is hop-by-hop.
