@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -266,5 +267,13 @@ func (s *Server) jsonOut(v any, args ...string) {
 	}
 	if err := json.Unmarshal(out, v); err != nil {
 		s.t.Fatalf("berth %s: bad JSON %v:\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+// symlink makes name (in the repository) a symbolic link to target.
+func (r *Repo) symlink(target, name string) {
+	r.t.Helper()
+	if err := os.Symlink(target, filepath.Join(r.Dir, name)); err != nil {
+		r.t.Fatal(err)
 	}
 }

@@ -276,7 +276,7 @@ func TestACLLimitsAUserKey(t *testing.T) {
 		{[]string{"ssh-keys:list"}, "ssh-keys:list is for admin keys only"},
 		{[]string{"apps:create", "newapp"}, "apps:create is for admin keys only"},
 		{[]string{"acl:add", mine, "bob"}, "acl:add is for admin keys only"},
-		{[]string{"domains:add-global", "x.test"}, "may only run commands on its own apps"},
+		{[]string{"domains:add-global", "x.test"}, "domains:add-global is for admin keys only"},
 	} {
 		out, code := bob("", tc.args...)
 		if code == 0 || !strings.Contains(out, tc.want) {

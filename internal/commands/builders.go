@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/docker/go-units"
+	"github.com/kballard/go-shellquote"
 
 	"github.com/berth-paas/berth/internal/builder/buildpack"
 	"github.com/berth-paas/berth/internal/dockeropts"
@@ -545,6 +546,16 @@ func (h *handlers) buildsOutput(ctx context.Context, c *Call) error {
 	return err
 }
 
+// optionText is the stored form of docker-options:add's option: one
+// argument is option text as Dokku takes it ("-v /a:/b"), several are words
+// quoted so that each stays one word ("--label" "a=b c").
+func optionText(args []string) string {
+	if len(args) == 1 {
+		return args[0]
+	}
+	return shellquote.Join(args...)
+}
+
 // phasesArg parses "build,deploy".
 func phasesArg(s string) ([]dockeropts.Phase, error) {
 	var out []dockeropts.Phase
@@ -567,7 +578,7 @@ func (h *handlers) dockerOptionsAdd(ctx context.Context, c *Call) error {
 	if err != nil {
 		return err
 	}
-	opt := strings.Join(c.Args[2:], " ")
+	opt := optionText(c.Args[2:])
 	for _, ph := range phases {
 		if err := dockeropts.Check(ph, opt); err != nil {
 			return err
@@ -598,7 +609,7 @@ func (h *handlers) dockerOptionsRemove(ctx context.Context, c *Call) error {
 	if err != nil {
 		return err
 	}
-	opt := strings.Join(c.Args[2:], " ")
+	opt := optionText(c.Args[2:])
 	found := false
 	for _, ph := range phases {
 		cur, err := h.Store.DockerOptions(ctx, a.Name, string(ph))

@@ -571,18 +571,20 @@ func (p *Pipeline) replace(ctx context.Context, a store.App, rel store.Release, 
 		cleanup()
 		return err
 	}
+	// The release is current now: what follows must finish even if the
+	// caller goes away, and a failure is reported without undoing it.
+	bg := context.WithoutCancel(ctx)
 	if a.Stopped {
-		if err := p.store.SetStopped(ctx, app, false); err != nil {
-			return err
+		if err := p.store.SetStopped(bg, app, false); err != nil {
+			p.log.Error("record the app as started", "app", app, "err", err)
 		}
 	}
-	if err := p.setRoutes(ctx, app, healthy); err != nil {
-		return err
+	if err := p.setRoutes(bg, app, healthy); err != nil {
+		p.log.Error("route the new release", "app", app, "release", rel.Version, "err", err)
 	}
 	// The new containers take their canonical names now; the old ones,
 	// still draining, move aside.
 	retiring := append(keep, stopped...)
-	bg := context.WithoutCancel(ctx)
 	for i, c := range retiring {
 		if c.Name == scheduler.CanonicalName(c.App, c.Process, c.Index) {
 			name := c.Name + ".retiring-" + newToken()[:6]

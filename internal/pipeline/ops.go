@@ -425,6 +425,9 @@ func (p *Pipeline) RefreshRoutes(ctx context.Context, app string, wait bool) err
 	} else {
 		release, ok := p.locks.tryAcquire(app)
 		if !ok {
+			// An operation holds the app: look again once it is done
+			// (a container may have died during a long build).
+			p.pendingRefresh.Store(app, true)
 			return nil
 		}
 		defer release()
@@ -507,12 +510,18 @@ func (p *Pipeline) Destroy(ctx context.Context, app string, out io.Writer) error
 // tags and routes move, and the old containers are drained and removed. If
 // the new containers fail, nothing has changed.
 func (p *Pipeline) Rename(ctx context.Context, from, to string, out io.Writer) error {
-	releaseFrom, _, err := p.locks.acquire(ctx, from, "", out)
+	// Both locks, always in name order: rename a b and rename b a at once
+	// must not wait on each other.
+	first, second := from, to
+	if second < first {
+		first, second = second, first
+	}
+	releaseFrom, _, err := p.locks.acquire(ctx, first, "", out)
 	if err != nil {
 		return err
 	}
 	defer releaseFrom()
-	releaseTo, _, err := p.locks.acquire(ctx, to, "", out)
+	releaseTo, _, err := p.locks.acquire(ctx, second, "", out)
 	if err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/docker/docker/client"
@@ -73,7 +74,10 @@ type Pipeline struct {
 	locks      locks
 	cron       cronTable
 	retiring   retirements
-	ports      portsState
+	// pendingRefresh holds apps whose container events came while an
+	// operation held their lock.
+	pendingRefresh sync.Map
+	ports          portsState
 }
 
 // New assembles a pipeline.

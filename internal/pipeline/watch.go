@@ -15,6 +15,7 @@ import (
 // (a crash, a restart by the restart policy, a manual docker stop), so the
 // proxy never keeps sending traffic to a dead target.
 func (p *Pipeline) WatchContainers(ctx context.Context) {
+	go p.refreshPending(ctx)
 	backoff := time.Second
 	for ctx.Err() == nil {
 		f := filters.NewArgs(
@@ -60,5 +61,30 @@ func (p *Pipeline) WatchContainers(ctx context.Context) {
 				p.RefreshRoutes(ctx, a.Name, false)
 			}
 		}
+	}
+}
+
+// refreshPending re-routes, every two seconds, the apps whose container
+// events arrived while they were locked, once they are not.
+func (p *Pipeline) refreshPending(ctx context.Context) {
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		p.pendingRefresh.Range(func(k, _ any) bool {
+			app := k.(string)
+			if p.Locked(app) {
+				return true
+			}
+			p.pendingRefresh.Delete(app)
+			if err := p.RefreshRoutes(ctx, app, false); err != nil {
+				p.log.Warn("refresh routes", "app", app, "err", err)
+			}
+			return true
+		})
 	}
 }

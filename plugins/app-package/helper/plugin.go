@@ -275,6 +275,11 @@ func (p *plugin) keepAnsible(app, src, rev string) error {
 	if len(present) == 0 {
 		return nil
 	}
+	// Playbooks run on the server itself, as berth's user: only a push by
+	// an admin key may bring them.
+	if err := adminPusher(os.Getenv("SSH_NAME")); err != nil {
+		return fmt.Errorf("%s: %w", strings.Join(present, " and "), err)
+	}
 	if _, err := exec.LookPath("ansible-playbook"); err != nil {
 		return fmt.Errorf("%s needs ansible-playbook, which is not installed on the server: install it there with 'apt-get install ansible'", strings.Join(present, " and "))
 	}
@@ -655,6 +660,24 @@ func berth(stdin io.Reader, args ...string) ([]byte, error) {
 		return nil, fmt.Errorf("berth %s: %s", args[0], msg)
 	}
 	return stdout.Bytes(), nil
+}
+
+// adminPusher refuses a push made with a key that is not an admin (the
+// server's own CLI, with no key name, is).
+func adminPusher(key string) error {
+	if key == "" || key == "local" {
+		return nil
+	}
+	var rep struct {
+		Role string `json:"role"`
+	}
+	if err := berthJSON(&rep, "acl:report", key, "--format", "json"); err != nil {
+		return fmt.Errorf("check the role of key %s: %w", key, err)
+	}
+	if rep.Role != "admin" {
+		return fmt.Errorf("playbooks run on the server, so only admin keys may push them (key %s is a %s key)", key, rep.Role)
+	}
+	return nil
 }
 
 func berthJSON(v interface{}, args ...string) error {
