@@ -22,6 +22,11 @@ type locks struct {
 type appLock struct {
 	sem   chan struct{}
 	token string
+	// nested counts calls running on the holder's token; the holder's
+	// release waits for them (a push whose client went away must not free
+	// the app while its deploy still runs). Guarded by locks.mu.
+	nested int
+	done   *sync.Cond
 }
 
 func (l *locks) get(app string) *appLock {
@@ -29,22 +34,34 @@ func (l *locks) get(app string) *appLock {
 	defer l.mu.Unlock()
 	al := l.m[app]
 	if al == nil {
-		al = &appLock{sem: make(chan struct{}, 1)}
+		al = &appLock{sem: make(chan struct{}, 1), done: sync.NewCond(&l.mu)}
 		l.m[app] = al
 	}
 	return al
 }
 
 // acquire takes app's lock, saying so on out when it has to wait. When token
-// names the current holder it returns at once with a no-op release.
+// names the current holder it returns at once, and the holder's own release
+// waits until this nested call released too.
 func (l *locks) acquire(ctx context.Context, app, token string, out io.Writer) (func(), string, error) {
 	al := l.get(app)
 	if token != "" {
 		l.mu.Lock()
 		held := al.token == token
+		if held {
+			al.nested++
+		}
 		l.mu.Unlock()
 		if held {
-			return func() {}, token, nil
+			var once sync.Once
+			return func() {
+				once.Do(func() {
+					l.mu.Lock()
+					al.nested--
+					al.done.Broadcast()
+					l.mu.Unlock()
+				})
+			}, token, nil
 		}
 	}
 	select {
@@ -67,6 +84,9 @@ func (l *locks) acquire(ctx context.Context, app, token string, out io.Writer) (
 	return func() {
 		once.Do(func() {
 			l.mu.Lock()
+			for al.nested > 0 {
+				al.done.Wait()
+			}
 			al.token = ""
 			l.mu.Unlock()
 			<-al.sem

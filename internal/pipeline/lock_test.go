@@ -337,3 +337,42 @@ func TestPipelineLocked(t *testing.T) {
 		t.Fatal("Locked after release")
 	}
 }
+
+// The holder's release waits for a nested call on its token: the app is
+// not free while the nested call still runs.
+func TestLockHolderWaitsForNested(t *testing.T) {
+	l := &locks{m: map[string]*appLock{}}
+	ctx := context.Background()
+	outer, tok, err := l.acquire(ctx, "app", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inner, _, err := l.acquire(ctx, "app", tok, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	released := make(chan struct{})
+	go func() {
+		outer()
+		close(released)
+	}()
+	select {
+	case <-released:
+		t.Fatal("the holder's release returned while a nested call still held the app")
+	case <-time.After(100 * time.Millisecond):
+	}
+	if _, ok := l.tryAcquire("app"); ok {
+		t.Fatal("the app was free while a nested call still ran")
+	}
+	inner()
+	select {
+	case <-released:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the holder's release did not return after the nested call ended")
+	}
+	rel, ok := l.tryAcquire("app")
+	if !ok {
+		t.Fatal("the app is not free after both released")
+	}
+	rel()
+}
