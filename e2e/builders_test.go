@@ -54,8 +54,14 @@ func TestBuildpacks(t *testing.T) {
 	s := startServer(t)
 	useStack(t, s)
 	app := appName("bp")
-	hello, second, nope := buildpackDir(t, "hello"), buildpackDir(t, "second"), buildpackDir(t, "nope")
-	r := newRepo(t, map[string]string{"Dockerfile": "", "hello.txt": "hi\n", ".buildpacks": hello + "\n" + second + "\n", "Procfile": "web: ./fixture\n"})
+	hello, nope := buildpackDir(t, "hello"), buildpackDir(t, "nope")
+	// The app names its buildpacks itself (.buildpacks): tarball URLs,
+	// served on loopback. (Server paths are for buildpacks:add only.)
+	packs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write(dirTarball(t, buildpackDir(t, strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/"), ".tgz"))))
+	}))
+	defer packs.Close()
+	r := newRepo(t, map[string]string{"Dockerfile": "", "hello.txt": "hi\n", ".buildpacks": packs.URL + "/hello.tgz\n" + packs.URL + "/second.tgz\n", "Procfile": "web: ./fixture\n"})
 	s.mustBerth("apps:create", app)
 	s.apps.Store(app, true)
 	s.mustBerth("config:set", "--no-restart", app, "MSG=at-build")
@@ -491,4 +497,31 @@ auth:
 		return nil
 	})
 	return registry{addr: addr, password: password}
+}
+
+// dirTarball packs a directory (modes kept) as a gzipped tarball.
+func dirTarball(t *testing.T, dir string) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	gz := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(gz)
+	err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err != nil || fi.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		tw.WriteHeader(&tar.Header{Name: rel, Mode: int64(fi.Mode().Perm()), Size: int64(len(data)), Typeflag: tar.TypeReg})
+		_, err = tw.Write(data)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tw.Close()
+	gz.Close()
+	return buf.Bytes()
 }
