@@ -54,15 +54,11 @@ func (p *Pipeline) DeployGit(ctx context.Context, d GitDeploy, out io.Writer) er
 
 // Rebuild rebuilds the git revision of app's current release and deploys it.
 func (p *Pipeline) Rebuild(ctx context.Context, app, by string, out io.Writer) error {
-	release, _, err := p.locks.acquire(ctx, app, "", out)
+	a, release, err := p.lockApp(ctx, app, out)
 	if err != nil {
 		return err
 	}
 	defer release()
-	a, err := p.store.App(ctx, app)
-	if err != nil {
-		return err
-	}
 	rel, err := p.currentRelease(ctx, a)
 	if err != nil {
 		return err

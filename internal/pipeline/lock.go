@@ -8,6 +8,7 @@ import (
 	"io"
 	"sync"
 
+	"github.com/berth-paas/berth/internal/store"
 	"github.com/berth-paas/berth/internal/ui"
 )
 
@@ -103,6 +104,21 @@ func (l *locks) tryAcquire(app string) (func(), bool) {
 	default:
 		return nil, false
 	}
+}
+
+// lockApp takes app's lock (saying so on out when it has to wait) and reads
+// the app; the caller releases the lock when done.
+func (p *Pipeline) lockApp(ctx context.Context, app string, out io.Writer) (store.App, func(), error) {
+	release, _, err := p.locks.acquire(ctx, app, "", out)
+	if err != nil {
+		return store.App{}, nil, err
+	}
+	a, err := p.store.App(ctx, app)
+	if err != nil {
+		release()
+		return store.App{}, nil, err
+	}
+	return a, release, nil
 }
 
 // Locked reports whether an operation holds app's lock.

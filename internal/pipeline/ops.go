@@ -48,15 +48,11 @@ func (p *Pipeline) CreateApp(ctx context.Context, app string, out io.Writer) err
 // nothing; when the app is stopped the release is recorded and applies on
 // ps:start.
 func (p *Pipeline) Redeploy(ctx context.Context, app, reason, by string, out io.Writer) error {
-	release, _, err := p.locks.acquire(ctx, app, "", out)
+	a, release, err := p.lockApp(ctx, app, out)
 	if err != nil {
 		return err
 	}
 	defer release()
-	a, err := p.store.App(ctx, app)
-	if err != nil {
-		return err
-	}
 	if a.CurrentRelease == 0 {
 		return nil
 	}
@@ -114,15 +110,11 @@ func (p *Pipeline) redeploy(ctx context.Context, a store.App, cur store.Release,
 // Restart replaces every container of app's current release with a fresh
 // one, health-gated like a deploy.
 func (p *Pipeline) Restart(ctx context.Context, app, by string, out io.Writer) error {
-	release, _, err := p.locks.acquire(ctx, app, "", out)
+	a, release, err := p.lockApp(ctx, app, out)
 	if err != nil {
 		return err
 	}
 	defer release()
-	a, err := p.store.App(ctx, app)
-	if err != nil {
-		return err
-	}
 	rel, err := p.currentRelease(ctx, a)
 	if err != nil {
 		return err
@@ -147,15 +139,11 @@ func (p *Pipeline) Restart(ctx context.Context, app, by string, out io.Writer) e
 
 // Scale sets how many containers of each process type run and converges.
 func (p *Pipeline) Scale(ctx context.Context, app string, want map[string]int, out io.Writer) error {
-	release, _, err := p.locks.acquire(ctx, app, "", out)
+	a, release, err := p.lockApp(ctx, app, out)
 	if err != nil {
 		return err
 	}
 	defer release()
-	a, err := p.store.App(ctx, app)
-	if err != nil {
-		return err
-	}
 	if err := p.CheckScale(ctx, a, want); err != nil {
 		return err
 	}
@@ -218,14 +206,11 @@ func FormatFormation(f map[string]int) string {
 
 // Stop stops every container of app; its hosts answer 502 until ps:start.
 func (p *Pipeline) Stop(ctx context.Context, app string, out io.Writer) error {
-	release, _, err := p.locks.acquire(ctx, app, "", out)
+	_, release, err := p.lockApp(ctx, app, out)
 	if err != nil {
 		return err
 	}
 	defer release()
-	if _, err := p.store.App(ctx, app); err != nil {
-		return err
-	}
 	p.waitRetired(app)
 	if err := p.store.SetStopped(ctx, app, true); err != nil {
 		return err
@@ -256,15 +241,11 @@ func (p *Pipeline) Stop(ctx context.Context, app string, out io.Writer) error {
 
 // Start starts a stopped app (or any missing container of a running one).
 func (p *Pipeline) Start(ctx context.Context, app string, out io.Writer) error {
-	release, _, err := p.locks.acquire(ctx, app, "", out)
+	a, release, err := p.lockApp(ctx, app, out)
 	if err != nil {
 		return err
 	}
 	defer release()
-	a, err := p.store.App(ctx, app)
-	if err != nil {
-		return err
-	}
 	if _, err := p.currentRelease(ctx, a); err != nil {
 		return err
 	}
@@ -465,15 +446,11 @@ func (p *Pipeline) RefreshRoutesLocked(ctx context.Context, app string) error {
 // Destroy removes an app: its routes, containers, images, repository and
 // every stored row.
 func (p *Pipeline) Destroy(ctx context.Context, app string, out io.Writer) error {
-	release, _, err := p.locks.acquire(ctx, app, "", out)
+	a, release, err := p.lockApp(ctx, app, out)
 	if err != nil {
 		return err
 	}
 	defer release()
-	a, err := p.store.App(ctx, app)
-	if err != nil {
-		return err
-	}
 	p.waitRetired(app)
 	tag := ImageRepo(app) + ":latest"
 	if a.CurrentRelease > 0 {

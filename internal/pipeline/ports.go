@@ -340,15 +340,11 @@ func (p *Pipeline) SetPortMappings(ctx context.Context, app string, ms []store.P
 }
 
 func (p *Pipeline) setPortMappings(ctx context.Context, app string, ms []store.PortMapping, by string, out io.Writer) (bool, error) {
-	release, _, err := p.locks.acquire(ctx, app, "", out)
+	a, release, err := p.lockApp(ctx, app, out)
 	if err != nil {
 		return false, err
 	}
 	defer release()
-	a, err := p.store.App(ctx, app)
-	if err != nil {
-		return false, err
-	}
 	for i := range ms {
 		ms[i].App = app
 	}

@@ -20,15 +20,11 @@ import (
 // release's. With version 0 it picks the newest succeeded release older
 // than the current one.
 func (p *Pipeline) Rollback(ctx context.Context, app string, version int, by string, out io.Writer) error {
-	release, _, err := p.locks.acquire(ctx, app, "", out)
+	a, release, err := p.lockApp(ctx, app, out)
 	if err != nil {
 		return err
 	}
 	defer release()
-	a, err := p.store.App(ctx, app)
-	if err != nil {
-		return err
-	}
 	cur, err := p.currentRelease(ctx, a)
 	if err != nil {
 		return err

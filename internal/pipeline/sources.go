@@ -87,15 +87,11 @@ func (p *Pipeline) DeployImage(ctx context.Context, app, ref, by string, out io.
 	if err != nil {
 		return err
 	}
-	release, _, err := p.locks.acquire(ctx, app, "", out)
+	a, release, err := p.lockApp(ctx, app, out)
 	if err != nil {
 		return err
 	}
 	defer release()
-	a, err := p.store.App(ctx, app)
-	if err != nil {
-		return err
-	}
 	ctx = withPhases(ctx, "receive")
 	p.event(ctx, app, "deploy", "git:from-image %s started by %s", named, by)
 	src := source{kind: "docker-image", meta: named.String()}
@@ -240,15 +236,11 @@ func (p *Pipeline) DeployArchive(ctx context.Context, app, archiveURL string, r 
 			return fmt.Errorf("invalid archive URL %q: use http(s)://… or - for stdin", archiveURL)
 		}
 	}
-	release, _, err := p.locks.acquire(ctx, app, "", out)
+	a, release, err := p.lockApp(ctx, app, out)
 	if err != nil {
 		return err
 	}
 	defer release()
-	a, err := p.store.App(ctx, app)
-	if err != nil {
-		return err
-	}
 	ctx = withPhases(ctx, "receive")
 	p.event(ctx, app, "deploy", "git:from-archive %s started by %s", archiveURL, by)
 	if archiveURL != "-" {
@@ -321,14 +313,11 @@ func (p *Pipeline) Sync(ctx context.Context, app, repoURL, ref string, build boo
 	if ref != "" && (strings.HasPrefix(ref, "-") || !gitRefRe.MatchString(ref)) {
 		return fmt.Errorf("invalid git ref %q", ref)
 	}
-	release, _, err := p.locks.acquire(ctx, app, "", out)
+	_, release, err := p.lockApp(ctx, app, out)
 	if err != nil {
 		return err
 	}
 	defer release()
-	if _, err := p.store.App(ctx, app); err != nil {
-		return err
-	}
 	repo, err := p.EnsureRepo(ctx, app)
 	if err != nil {
 		return err
