@@ -72,9 +72,19 @@ type Server struct {
 // registered. It is stopped (and its apps destroyed) when the test ends.
 func startServer(t testing.TB) *Server {
 	t.Helper()
+	return startServerWith(t, nil)
+}
+
+// startServerWith is startServer with a chance to adjust the server (its
+// listeners…) before it starts.
+func startServerWith(t testing.TB, adjust func(*testkit.Server)) *Server {
+	t.Helper()
 	ks, err := testkit.NewServer(berthBin, workDir)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if adjust != nil {
+		adjust(ks)
 	}
 	s := &Server{Server: ks, t: t}
 	s.start(t)

@@ -21,7 +21,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -134,31 +133,13 @@ func (ca *testCA) pool() *x509.CertPool {
 // startHTTPSServer starts a berth server with an HTTPS listener.
 func startHTTPSServer(t testing.TB) *Server {
 	t.Helper()
-	ks, err := testkit.NewServer(berthBin, workDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	port, err := testkit.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ks.HTTPSAddr = "127.0.0.1:" + port
-	s := &Server{Server: ks, t: t}
-	s.start(t)
-	t.Cleanup(func() {
-		s.apps.Range(func(k, _ any) bool {
-			s.berth("apps:destroy", "--force", k.(string))
-			return true
-		})
-		s.stop(syscall.SIGTERM)
-		if t.Failed() {
-			t.Logf("server log:\n%s", s.Log.String())
+	return startServerWith(t, func(ks *testkit.Server) {
+		port, err := testkit.FreePort()
+		if err != nil {
+			t.Fatal(err)
 		}
+		ks.HTTPSAddr = "127.0.0.1:" + port
 	})
-	if err := s.AddKey("e2e", sshPub); err != nil {
-		t.Fatal(err)
-	}
-	return s
 }
 
 // httpsClient returns a client that sends every request to the server's
