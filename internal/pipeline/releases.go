@@ -63,12 +63,6 @@ func (p *Pipeline) Rollback(ctx context.Context, app string, version int, by str
 		return fmt.Errorf("inspect the image of release v%d: %w", target.Version, err)
 	}
 	ui.Step(out, "Rolling back %s to release v%d", app, target.Version)
-	if target.AppEnv != nil && !maps.Equal(target.AppEnv, mustConfig(ctx, p, app)) {
-		if err := p.store.UpdateConfig(ctx, app, target.AppEnv, nil, true); err != nil {
-			return err
-		}
-		ui.Detail(out, "Config vars restored to those of release v%d", target.Version)
-	}
 	formation, err := p.store.Formation(ctx, app)
 	if err != nil {
 		return err
@@ -90,7 +84,18 @@ func (p *Pipeline) Rollback(ctx context.Context, app string, version int, by str
 	if source == "" {
 		source = "git"
 	}
-	return p.deploy(ctx, a, rel, source, target.GitRev, out)
+	if err := p.deploy(ctx, a, rel, source, target.GitRev, out); err != nil {
+		return err
+	}
+	// The app's config follows the release it now runs (only once that
+	// release serves: a failed rollback changes nothing).
+	if target.AppEnv != nil && !maps.Equal(target.AppEnv, mustConfig(ctx, p, app)) {
+		if err := p.store.UpdateConfig(context.WithoutCancel(ctx), app, target.AppEnv, nil, true); err != nil {
+			return fmt.Errorf("restore the config of release v%d: %w", target.Version, err)
+		}
+		ui.Detail(out, "Config vars restored to those of release v%d", target.Version)
+	}
+	return nil
 }
 
 func mustConfig(ctx context.Context, p *Pipeline, app string) map[string]string {
