@@ -1,7 +1,6 @@
 package plugins
 
 import (
-	"archive/tar"
 	"context"
 	"errors"
 	"fmt"
@@ -16,10 +15,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/moby/go-archive"
-	"github.com/moby/go-archive/compression"
-
 	"github.com/berth-paas/berth/internal/ui"
+	"github.com/berth-paas/berth/internal/untar"
 	"github.com/berth-paas/berth/internal/validate"
 )
 
@@ -334,9 +331,6 @@ func (m *Manager) fetch(ctx context.Context, src, committish, stage string, out 
 		if err := download(ctx, src, file); err != nil {
 			return rec, "", err
 		}
-		if err := checkTarball(file); err != nil {
-			return rec, "", fmt.Errorf("plugin tarball %s: %w", src, err)
-		}
 		f, err := os.Open(file)
 		if err != nil {
 			return rec, "", err
@@ -345,8 +339,10 @@ func (m *Manager) fetch(ctx context.Context, src, committish, stage string, out 
 		if err := os.Mkdir(tree, 0o755); err != nil {
 			return rec, "", err
 		}
-		if err := archive.Untar(f, tree, &archive.TarOptions{NoLchown: true}); err != nil {
-			return rec, "", fmt.Errorf("extract plugin tarball %s: %w", src, err)
+		// Entries that would land outside the plugin (absolute or ".."
+		// paths, escaping links, devices) are refused.
+		if err := untar.Extract(f, tree, false, untar.Limits{MaxBytes: maxUnpacked, MaxEntries: maxTarEntries}); err != nil {
+			return rec, "", fmt.Errorf("plugin tarball %s: %w", src, err)
 		}
 		tree = singleTopDir(tree)
 	}
@@ -457,62 +453,6 @@ func download(ctx context.Context, src, dst string) error {
 		return fmt.Errorf("download %s: larger than %d MiB", src, maxTarball>>20)
 	}
 	return nil
-}
-
-// checkTarball refuses a tarball with an entry that would land outside the
-// plugin directory (absolute or ".." paths, links pointing out), device
-// files, or too much content.
-func checkTarball(file string) error {
-	f, err := os.Open(file)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	rc, err := compression.DecompressStream(f)
-	if err != nil {
-		return fmt.Errorf("not a tarball: %w", err)
-	}
-	defer rc.Close()
-	tr := tar.NewReader(rc)
-	var total int64
-	for n := 0; ; n++ {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			if n == 0 {
-				return errors.New("the tarball is empty")
-			}
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("not a valid tarball: %w", err)
-		}
-		if n >= maxTarEntries {
-			return fmt.Errorf("more than %d entries", maxTarEntries)
-		}
-		if err := insidePath(h.Name); err != nil {
-			return err
-		}
-		switch h.Typeflag {
-		case tar.TypeReg, tar.TypeDir, tar.TypeXGlobalHeader, tar.TypeXHeader:
-		case tar.TypeSymlink:
-			if path.IsAbs(h.Linkname) {
-				return fmt.Errorf("entry %q is a symlink to the absolute path %q", h.Name, h.Linkname)
-			}
-			if err := insidePath(path.Join(path.Dir(strings.TrimSuffix(h.Name, "/")), h.Linkname)); err != nil {
-				return fmt.Errorf("entry %q is a symlink pointing outside the plugin (%q)", h.Name, h.Linkname)
-			}
-		case tar.TypeLink:
-			if err := insidePath(h.Linkname); err != nil {
-				return fmt.Errorf("entry %q is a hard link pointing outside the plugin (%q)", h.Name, h.Linkname)
-			}
-		default:
-			return fmt.Errorf("entry %q is not a regular file, directory or link", h.Name)
-		}
-		total += h.Size
-		if total > maxUnpacked {
-			return fmt.Errorf("more than %d MiB unpacked", maxUnpacked>>20)
-		}
-	}
 }
 
 // insidePath refuses absolute paths and paths that climb out with "..".
