@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path"
-	"regexp"
 	"strings"
 	"time"
 
@@ -26,6 +25,7 @@ import (
 	"github.com/berth-paas/berth/internal/scheduler"
 	"github.com/berth-paas/berth/internal/ui"
 	"github.com/berth-paas/berth/internal/untar"
+	"github.com/berth-paas/berth/internal/validate"
 )
 
 // Registry credentials are kept sealed, one setting per server.
@@ -282,26 +282,13 @@ func (p *Pipeline) DeployArchive(ctx context.Context, app, archiveURL string, r 
 	return err
 }
 
-// ValidGitURL checks a repository URL for git:sync.
+// ValidGitURL checks a repository for git:sync: a git URL, or an absolute
+// path to a repository on the server.
 func ValidGitURL(s string) error {
-	if strings.HasPrefix(s, "-") || strings.ContainsAny(s, " \t\n\x00") {
-		return fmt.Errorf("invalid repository %q", s)
-	}
-	if strings.HasPrefix(s, "/") {
+	if strings.HasPrefix(s, "/") && !strings.ContainsAny(s, "\x00\n") {
 		return nil
 	}
-	u, err := url.Parse(s)
-	if err == nil && u.Scheme != "" {
-		switch u.Scheme {
-		case "https", "http", "ssh", "git", "file":
-			return nil
-		}
-		return fmt.Errorf("repository %q: unsupported scheme %s", s, u.Scheme)
-	}
-	if strings.Contains(s, "@") && strings.Contains(s, ":") {
-		return nil
-	}
-	return fmt.Errorf("invalid repository %q", s)
+	return validate.GitURL(s)
 }
 
 // Sync fetches ref (default: the remote's HEAD) of a remote repository into
@@ -310,8 +297,10 @@ func (p *Pipeline) Sync(ctx context.Context, app, repoURL, ref string, build boo
 	if err := ValidGitURL(repoURL); err != nil {
 		return err
 	}
-	if ref != "" && (strings.HasPrefix(ref, "-") || !gitRefRe.MatchString(ref)) {
-		return fmt.Errorf("invalid git ref %q", ref)
+	if ref != "" {
+		if err := validate.GitRef(ref); err != nil {
+			return err
+		}
 	}
 	_, release, err := p.lockApp(ctx, app, out)
 	if err != nil {
@@ -346,6 +335,3 @@ func (p *Pipeline) Sync(ctx context.Context, app, repoURL, ref string, build boo
 	}
 	return p.deployRev(withPhases(ctx, "receive"), app, rev, nil, "git:sync", by, out)
 }
-
-// gitRefRe is what a branch, tag or revision given to git:sync may look like.
-var gitRefRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$`)

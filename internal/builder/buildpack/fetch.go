@@ -4,18 +4,15 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"time"
 
 	"github.com/berth-paas/berth/internal/untar"
+	"github.com/berth-paas/berth/internal/validate"
 )
-
-var refRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$`)
 
 // ValidateSpec checks a buildpack reference: an absolute local path, a git
 // URL (https, http, ssh, git, file, or user@host:path) with an optional
@@ -28,23 +25,15 @@ func ValidateSpec(spec string) error {
 		return nil
 	}
 	base, ref, hasRef := strings.Cut(spec, "#")
-	if hasRef && !refRe.MatchString(ref) {
-		return fmt.Errorf("invalid buildpack ref %q", ref)
-	}
-	if strings.HasPrefix(base, "-") {
-		return fmt.Errorf("invalid buildpack %q", spec)
-	}
-	if u, err := url.Parse(base); err == nil && u.Scheme != "" {
-		switch u.Scheme {
-		case "https", "http", "ssh", "git", "file":
-			return nil
+	if hasRef {
+		if err := validate.GitRef(ref); err != nil {
+			return fmt.Errorf("buildpack %s: %w", spec, err)
 		}
-		return fmt.Errorf("buildpack %q: unsupported URL scheme %s", spec, u.Scheme)
 	}
-	if regexp.MustCompile(`^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[A-Za-z0-9._/~-]+$`).MatchString(base) {
-		return nil
+	if err := validate.GitURL(base); err != nil {
+		return fmt.Errorf("invalid buildpack %q: use an absolute path on the server, a git URL (#ref) or a tarball URL", spec)
 	}
-	return fmt.Errorf("invalid buildpack %q: use an absolute path on the server, a git URL (#ref) or a tarball URL", spec)
+	return nil
 }
 
 func isTarball(u string) bool {
