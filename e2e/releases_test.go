@@ -272,6 +272,12 @@ func TestRunAndCron(t *testing.T) {
 	if code == 0 || !strings.Contains(out, "no cron job nosuchid") {
 		t.Errorf("cron:run unknown id: exit %d %s", code, out)
 	}
+	// Destroying the app stops its schedule and leaves no one-off behind.
+	s.mustBerth("apps:destroy", "--force", app)
+	time.Sleep(3 * time.Second)
+	if left := docker(t, "ps", "-a", "-q", "--filter", "label=berth.oneoff.app="+app); left != "" {
+		t.Errorf("one-off containers of a destroyed app remain: %s", left)
+	}
 }
 
 // checks:disable deploys stop-then-start.

@@ -467,6 +467,10 @@ func (p *Pipeline) Destroy(ctx context.Context, app string, out io.Writer) error
 		return err
 	}
 	p.removeAll(ctx, cs, 0)
+	p.unscheduleCron(app) // no new cron run starts for a gone app
+	if err := p.sched.RemoveOneOffs(ctx, app); err != nil {
+		p.log.Warn("remove one-off containers", "app", app, "err", err)
+	}
 	p.removeImages(ctx, app)
 	if err := os.RemoveAll(p.RepoPath(app)); err != nil {
 		return fmt.Errorf("remove repository of %s: %w", app, err)

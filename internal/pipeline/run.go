@@ -87,6 +87,11 @@ type cronTable struct {
 	mu      sync.Mutex
 	c       *cron.Cron
 	entries map[string]map[string]cron.EntryID // app -> job id -> entry
+	// ctx is the server's: a job still running at shutdown is interrupted
+	// (its one-off container removed); stopped is closed once every job
+	// has returned.
+	ctx     context.Context
+	stopped chan struct{}
 }
 
 // StartCron starts the scheduler of app.json cron entries and loads every
@@ -101,12 +106,26 @@ func (p *Pipeline) StartCron(ctx context.Context) error {
 	for _, a := range apps {
 		p.SyncCron(ctx, a.Name)
 	}
+	p.cron.ctx, p.cron.stopped = ctx, make(chan struct{})
 	p.cron.c.Start()
 	go func() {
 		<-ctx.Done()
 		<-p.cron.c.Stop().Done()
+		close(p.cron.stopped)
 	}()
 	return nil
+}
+
+// WaitCron waits (at most until ctx is done) for cron jobs still running
+// after the server's context ended.
+func (p *Pipeline) WaitCron(ctx context.Context) {
+	if p.cron.stopped == nil {
+		return
+	}
+	select {
+	case <-p.cron.stopped:
+	case <-ctx.Done():
+	}
 }
 
 type cronScheduleParser struct{}
@@ -131,10 +150,7 @@ func (p *Pipeline) SyncCron(ctx context.Context, app string) {
 	}
 	p.cron.mu.Lock()
 	defer p.cron.mu.Unlock()
-	for _, id := range p.cron.entries[app] {
-		p.cron.c.Remove(id)
-	}
-	delete(p.cron.entries, app)
+	p.unscheduleLocked(app)
 	if len(entries) == 0 {
 		return
 	}
@@ -150,8 +166,25 @@ func (p *Pipeline) SyncCron(ctx context.Context, app string) {
 	p.cron.entries[app] = ids
 }
 
+// unscheduleCron removes app's cron jobs from the schedule.
+func (p *Pipeline) unscheduleCron(app string) {
+	if p.cron.c == nil {
+		return
+	}
+	p.cron.mu.Lock()
+	defer p.cron.mu.Unlock()
+	p.unscheduleLocked(app)
+}
+
+func (p *Pipeline) unscheduleLocked(app string) {
+	for _, id := range p.cron.entries[app] {
+		p.cron.c.Remove(id)
+	}
+	delete(p.cron.entries, app)
+}
+
 func (p *Pipeline) runCron(app string, e appjson.CronEntry) {
-	ctx := context.Background()
+	ctx := p.cron.ctx
 	if a, err := p.store.App(ctx, app); err != nil || a.Stopped {
 		if err == nil {
 			p.event(ctx, app, "cron", "cron %s (%s) skipped: the app is stopped", e.ID(), e.Command)

@@ -176,6 +176,21 @@ func (d *Docker) HasShell(ctx context.Context, image string) (bool, error) {
 	return true, nil
 }
 
+// RemoveOneOffs removes every one-off container of app (running or not).
+func (d *Docker) RemoveOneOffs(ctx context.Context, app string) error {
+	f := filters.NewArgs(filters.Arg("label", LabelInstance+"="+d.instance), filters.Arg("label", LabelOneOff+"="+app))
+	list, err := d.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
+	if err != nil {
+		return fmt.Errorf("list one-off containers of %s: %w", app, err)
+	}
+	for _, c := range list {
+		if err := d.cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true}); err != nil && !IsNotFound(err) {
+			return fmt.Errorf("remove one-off container %s: %w", shortID(c.ID), err)
+		}
+	}
+	return nil
+}
+
 // RemoveStaleOneOffs removes one-off containers left by a previous run of
 // the server (a crash during a deploy script, say) that are not running.
 func (d *Docker) RemoveStaleOneOffs(ctx context.Context) error {

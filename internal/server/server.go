@@ -234,6 +234,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	pipe.ClosePorts(sctx)
 	wg.Wait()
 	pipe.WaitRetirements(sctx)
+	pipe.WaitCron(sctx)
 	os.Remove(SocketPath(dataDir))
 	select {
 	case err := <-errc:
