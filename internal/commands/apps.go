@@ -164,33 +164,17 @@ type appReport struct {
 }
 
 func (h *handlers) appsReport(ctx context.Context, c *Call) error {
-	asJSON, err := wantJSON(c)
-	if err != nil {
-		return err
-	}
-	apps, err := h.appsArg(ctx, c)
-	if err != nil {
-		return err
-	}
-	reports := make([]appReport, 0, len(apps))
-	for _, a := range apps {
+	return report(ctx, h, c, func(a store.App) (appReport, error) {
 		rel := ""
 		if a.CurrentRelease > 0 {
 			rel = "v" + strconv.Itoa(a.CurrentRelease)
 		}
-		reports = append(reports, appReport{
+		return appReport{
 			Name: a.Name, CreatedAt: a.CreatedAt, DeploySource: a.DeploySource,
 			DeploySourceMetadata: a.SourceMeta, Dir: h.Pipeline.RepoPath(a.Name), Locked: h.Pipeline.Locked(a.Name),
 			CurrentRelease: rel, Stopped: a.Stopped,
-		})
-	}
-	if asJSON {
-		return emitJSON(c, reports)
-	}
-	if len(reports) == 0 {
-		ui.Warn(c.Stderr, "There are no apps yet")
-	}
-	for _, r := range reports {
+		}, nil
+	}, func(r appReport) {
 		ui.Section(c.Stdout, "%s app information", r.Name)
 		ui.Fields(c.Stdout, []ui.Field{
 			{Key: "App created at", Value: r.CreatedAt.Format(time.RFC3339)},
@@ -201,6 +185,5 @@ func (h *handlers) appsReport(ctx context.Context, c *Call) error {
 			{Key: "App locked", Value: strconv.FormatBool(r.Locked)},
 			{Key: "App stopped", Value: strconv.FormatBool(r.Stopped)},
 		})
-	}
-	return nil
+	})
 }

@@ -189,40 +189,28 @@ type builderReport struct {
 }
 
 func (h *handlers) builderReport(ctx context.Context, c *Call) error {
-	asJSON, err := wantJSON(c)
-	if err != nil {
-		return err
-	}
-	apps, err := h.appsArg(ctx, c)
-	if err != nil {
-		return err
-	}
 	stack, runtime, err := h.Pipeline.BuildpackImages(ctx)
 	if err != nil {
 		return err
 	}
-	var reports []builderReport
-	for _, a := range apps {
+	return report(ctx, h, c, func(a store.App) (builderReport, error) {
 		r := builderReport{App: a.Name, Stack: stack, Runtime: runtime}
+		var err error
 		for key, dst := range map[string]*string{pipeline.SettingBuilder: &r.Selected, pipeline.SettingBuildDir: &r.BuildDir,
 			pipeline.SettingAppJSONPath: &r.AppJSONPath, pipeline.SettingProcfilePath: &r.ProcfilePath} {
 			if *dst, err = h.Pipeline.AppSetting(ctx, a.Name, key); err != nil {
-				return err
+				return r, err
 			}
 		}
 		if r.Buildpacks, err = h.Store.Buildpacks(ctx, a.Name); err != nil {
-			return err
+			return r, err
 		}
 		r.Buildpacks = nonNil(r.Buildpacks)
 		if bs, err := h.Store.Builds(ctx, a.Name); err == nil && len(bs) > 0 {
 			r.LastBuilder = bs[0].Builder
 		}
-		reports = append(reports, r)
-	}
-	if asJSON {
-		return emitJSON(c, reports)
-	}
-	for _, r := range reports {
+		return r, nil
+	}, func(r builderReport) {
 		ui.Section(c.Stdout, "%s builder information", r.App)
 		ui.Fields(c.Stdout, []ui.Field{
 			{Key: "Builder selected", Value: orDefault(r.Selected, "(detected: dockerfile when there is a Dockerfile, else herokuish)")},
@@ -234,8 +222,7 @@ func (h *handlers) builderReport(ctx context.Context, c *Call) error {
 			{Key: "Buildpacks stack", Value: r.Stack},
 			{Key: "Buildpacks runtime", Value: r.Runtime},
 		})
-	}
-	return nil
+	})
 }
 
 func orDefault(v, def string) string {
@@ -656,44 +643,30 @@ func (h *handlers) dockerOptionsClear(ctx context.Context, c *Call) error {
 }
 
 func (h *handlers) dockerOptionsReport(ctx context.Context, c *Call) error {
-	asJSON, err := wantJSON(c)
-	if err != nil {
-		return err
-	}
-	apps, err := h.appsArg(ctx, c)
-	if err != nil {
-		return err
-	}
-	type report struct {
+	type options struct {
 		App    string   `json:"app"`
 		Build  []string `json:"build"`
 		Deploy []string `json:"deploy"`
 		Run    []string `json:"run"`
 	}
-	var reports []report
-	for _, a := range apps {
-		r := report{App: a.Name}
+	return report(ctx, h, c, func(a store.App) (options, error) {
+		r := options{App: a.Name}
 		for ph, dst := range map[string]*[]string{"build": &r.Build, "deploy": &r.Deploy, "run": &r.Run} {
 			v, err := h.Store.DockerOptions(ctx, a.Name, ph)
 			if err != nil {
-				return err
+				return r, err
 			}
 			*dst = nonNil(v)
 		}
-		reports = append(reports, r)
-	}
-	if asJSON {
-		return emitJSON(c, reports)
-	}
-	for _, r := range reports {
+		return r, nil
+	}, func(r options) {
 		ui.Section(c.Stdout, "%s docker options information", r.App)
 		ui.Fields(c.Stdout, []ui.Field{
 			{Key: "Docker options build", Value: strings.Join(r.Build, " ")},
 			{Key: "Docker options deploy", Value: strings.Join(r.Deploy, " ")},
 			{Key: "Docker options run", Value: strings.Join(r.Run, " ")},
 		})
-	}
-	return nil
+	})
 }
 
 func resourceProcess(c *Call) (string, error) {
@@ -811,21 +784,12 @@ func (h *handlers) resourceLimitClear(ctx context.Context, c *Call) error {
 }
 
 func (h *handlers) resourceReport(ctx context.Context, c *Call) error {
-	asJSON, err := wantJSON(c)
-	if err != nil {
-		return err
-	}
-	apps, err := h.appsArg(ctx, c)
-	if err != nil {
-		return err
-	}
-	type report struct {
+	type resources struct {
 		App    string                             `json:"app"`
 		Limits map[string]pipeline.ResourceLimits `json:"limits"`
 	}
-	var reports []report
-	for _, a := range apps {
-		r := report{App: a.Name, Limits: map[string]pipeline.ResourceLimits{}}
+	return report(ctx, h, c, func(a store.App) (resources, error) {
+		r := resources{App: a.Name, Limits: map[string]pipeline.ResourceLimits{}}
 		procs := []string{"_default_", "build"}
 		if a.CurrentRelease > 0 {
 			if rel, err := h.Store.Release(ctx, a.Name, a.CurrentRelease); err == nil {
@@ -836,17 +800,13 @@ func (h *handlers) resourceReport(ctx context.Context, c *Call) error {
 			if v, ok, _ := h.Store.Setting(ctx, a.Name, pipeline.ResourceKey(p)); ok && v != "" {
 				l, err := h.Pipeline.Limits(ctx, a.Name, p)
 				if err != nil {
-					return err
+					return r, err
 				}
 				r.Limits[strings.Trim(p, "_")] = l
 			}
 		}
-		reports = append(reports, r)
-	}
-	if asJSON {
-		return emitJSON(c, reports)
-	}
-	for _, r := range reports {
+		return r, nil
+	}, func(r resources) {
 		ui.Section(c.Stdout, "%s resource information", r.App)
 		var fields []ui.Field
 		for _, p := range ui.SortedKeys(r.Limits) {
@@ -856,8 +816,7 @@ func (h *handlers) resourceReport(ctx context.Context, c *Call) error {
 			fields = append(fields, ui.Field{Key: "Resource limits", Value: "none"})
 		}
 		ui.Fields(c.Stdout, fields)
-	}
-	return nil
+	})
 }
 
 func (h *handlers) gitFromImage(ctx context.Context, c *Call) error {

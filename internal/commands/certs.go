@@ -167,26 +167,13 @@ type certsReport struct {
 }
 
 func (h *handlers) certsReport(ctx context.Context, c *Call) error {
-	asJSON, err := wantJSON(c)
-	if err != nil {
-		return err
-	}
-	apps, err := h.appsArg(ctx, c)
-	if err != nil {
-		return err
-	}
-	var reports []certsReport
-	for _, a := range apps {
+	return report(ctx, h, c, func(a store.App) (certsReport, error) {
 		r, err := h.certsReportOf(ctx, a)
 		if err != nil {
-			return err
+			return certsReport{}, err
 		}
-		reports = append(reports, r)
-	}
-	if asJSON {
-		return emitJSON(c, reports)
-	}
-	for _, r := range reports {
+		return r, nil
+	}, func(r certsReport) {
 		ui.Section(c.Stdout, "%s ssl information", r.App)
 		ui.Fields(c.Stdout, []ui.Field{
 			{Key: "Ssl enabled", Value: strconv.FormatBool(r.Enabled)},
@@ -201,8 +188,7 @@ func (h *handlers) certsReport(ctx context.Context, c *Call) error {
 			{Key: "Ssl redirect", Value: strconv.FormatBool(r.Redirect)},
 			{Key: "Ssl hsts", Value: r.HSTSHeader},
 		})
-	}
-	return nil
+	})
 }
 
 func (h *handlers) certsReportOf(ctx context.Context, a store.App) (certsReport, error) {

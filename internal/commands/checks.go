@@ -8,6 +8,7 @@ import (
 
 	"github.com/berth-paas/berth/internal/checks"
 	"github.com/berth-paas/berth/internal/pipeline"
+	"github.com/berth-paas/berth/internal/store"
 	"github.com/berth-paas/berth/internal/ui"
 	"github.com/berth-paas/berth/internal/validate"
 )
@@ -174,19 +175,10 @@ type checksReport struct {
 }
 
 func (h *handlers) checksReport(ctx context.Context, c *Call) error {
-	asJSON, err := wantJSON(c)
-	if err != nil {
-		return err
-	}
-	apps, err := h.appsArg(ctx, c)
-	if err != nil {
-		return err
-	}
-	reports := make([]checksReport, 0, len(apps))
-	for _, a := range apps {
+	return report(ctx, h, c, func(a store.App) (checksReport, error) {
 		pol, err := h.Pipeline.Policy(ctx, a.Name)
 		if err != nil {
-			return err
+			return checksReport{}, err
 		}
 		r := checksReport{App: a.Name, Disabled: nonNil(pol.Disabled), Skipped: nonNil(pol.Skipped), WaitToRetire: int(pol.WaitToRetire.Seconds()),
 			Attempts: pick(pol.Settings.Attempts, checks.DefaultAttempts), Timeout: pick(pol.Settings.Timeout, checks.DefaultTimeout),
@@ -194,11 +186,11 @@ func (h *handlers) checksReport(ctx context.Context, c *Call) error {
 		if a.CurrentRelease > 0 {
 			rel, err := h.Store.Release(ctx, a.Name, a.CurrentRelease)
 			if err != nil {
-				return err
+				return checksReport{}, err
 			}
 			aj, err := pipeline.AppJSONOf(rel)
 			if err != nil {
-				return err
+				return checksReport{}, err
 			}
 			for proc, list := range aj.Healthchecks {
 				for _, ch := range list {
@@ -210,12 +202,8 @@ func (h *handlers) checksReport(ctx context.Context, c *Call) error {
 				}
 			}
 		}
-		reports = append(reports, r)
-	}
-	if asJSON {
-		return emitJSON(c, reports)
-	}
-	for _, r := range reports {
+		return r, nil
+	}, func(r checksReport) {
 		ui.Section(c.Stdout, "%s checks information", r.App)
 		fields := []ui.Field{
 			{Key: "Checks disabled list", Value: listOrNone(r.Disabled)},
@@ -229,8 +217,7 @@ func (h *handlers) checksReport(ctx context.Context, c *Call) error {
 			fields = append(fields, ui.Field{Key: "Checks " + proc, Value: strings.Join(r.Checks[proc], "; ")})
 		}
 		ui.Fields(c.Stdout, fields)
-	}
-	return nil
+	})
 }
 
 func listOrNone(l []string) string {

@@ -87,6 +87,38 @@ func (h *handlers) appsArg(ctx context.Context, c *Call) ([]store.App, error) {
 	return h.Store.Apps(ctx)
 }
 
+// report runs a :report command: it builds of(app) for the app named on
+// the command line, or for every app, and prints them as JSON (--format
+// json) or one after the other with render.
+func report[T any](ctx context.Context, h *handlers, c *Call, of func(store.App) (T, error), render func(T)) error {
+	asJSON, err := wantJSON(c)
+	if err != nil {
+		return err
+	}
+	apps, err := h.appsArg(ctx, c)
+	if err != nil {
+		return err
+	}
+	reports := make([]T, 0, len(apps))
+	for _, a := range apps {
+		r, err := of(a)
+		if err != nil {
+			return err
+		}
+		reports = append(reports, r)
+	}
+	if asJSON {
+		return emitJSON(c, reports)
+	}
+	if len(reports) == 0 {
+		ui.Warn(c.Stderr, "There are no apps yet")
+	}
+	for _, r := range reports {
+		render(r)
+	}
+	return nil
+}
+
 // emitJSON prints the report of the app named on the command line, or the
 // list of every app's reports.
 func emitJSON[T any](c *Call, reports []T) error {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/berth-paas/berth/internal/certs"
 	"github.com/berth-paas/berth/internal/dns"
+	"github.com/berth-paas/berth/internal/store"
 	"github.com/berth-paas/berth/internal/ui"
 )
 
@@ -198,19 +199,10 @@ type letsencryptReport struct {
 }
 
 func (h *handlers) letsencryptReport(ctx context.Context, c *Call) error {
-	asJSON, err := wantJSON(c)
-	if err != nil {
-		return err
-	}
-	apps, err := h.appsArg(ctx, c)
-	if err != nil {
-		return err
-	}
-	var reports []letsencryptReport
-	for _, a := range apps {
+	return report(ctx, h, c, func(a store.App) (letsencryptReport, error) {
 		st, err := h.Certs.Status(ctx, a.Name)
 		if err != nil {
-			return err
+			return letsencryptReport{}, err
 		}
 		r := letsencryptReport{App: a.Name, Enabled: st.Enabled, Domains: append([]string{}, st.Domains...), LastError: st.LastError}
 		if !st.Expiry.IsZero() {
@@ -233,12 +225,8 @@ func (h *handlers) letsencryptReport(ctx context.Context, c *Call) error {
 		if r.Domains == nil {
 			r.Domains = []string{}
 		}
-		reports = append(reports, r)
-	}
-	if asJSON {
-		return emitJSON(c, reports)
-	}
-	for _, r := range reports {
+		return r, nil
+	}, func(r letsencryptReport) {
 		ui.Section(c.Stdout, "%s letsencrypt information", r.App)
 		ui.Fields(c.Stdout, []ui.Field{
 			{Key: "Letsencrypt enabled", Value: fmt.Sprint(r.Enabled)},
@@ -250,8 +238,7 @@ func (h *handlers) letsencryptReport(ctx context.Context, c *Call) error {
 			{Key: "Letsencrypt expiry", Value: r.Expiry},
 			{Key: "Letsencrypt last error", Value: r.LastError},
 		})
-	}
-	return nil
+	})
 }
 
 func (h *handlers) letsencryptSet(ctx context.Context, c *Call) error {

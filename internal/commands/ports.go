@@ -226,23 +226,14 @@ type portsReport struct {
 }
 
 func (h *handlers) portsReport(ctx context.Context, c *Call) error {
-	asJSON, err := wantJSON(c)
-	if err != nil {
-		return err
-	}
-	apps, err := h.appsArg(ctx, c)
-	if err != nil {
-		return err
-	}
-	var reports []portsReport
-	for _, a := range apps {
+	return report(ctx, h, c, func(a store.App) (portsReport, error) {
 		set, err := h.Store.PortMappings(ctx, a.Name)
 		if err != nil {
-			return err
+			return portsReport{}, err
 		}
 		detected, err := h.Pipeline.DetectedPortMappings(ctx, a.Name)
 		if err != nil {
-			return err
+			return portsReport{}, err
 		}
 		r := portsReport{App: a.Name, Map: toJSON(set), MapDetected: toJSON(detected), Listening: []string{}}
 		for _, port := range h.Pipeline.ListeningPorts(a.Name) {
@@ -252,20 +243,15 @@ func (h *handlers) portsReport(ctx context.Context, c *Call) error {
 				}
 			}
 		}
-		reports = append(reports, r)
-	}
-	if asJSON {
-		return emitJSON(c, reports)
-	}
-	for i, r := range reports {
+		return r, nil
+	}, func(r portsReport) {
 		ui.Section(c.Stdout, "%s ports information", r.App)
 		ui.Fields(c.Stdout, []ui.Field{
-			{Key: "Ports map", Value: mappingsText(mappingsOf(apps[i].Name, r.Map))},
-			{Key: "Ports map detected", Value: mappingsText(mappingsOf(apps[i].Name, r.MapDetected))},
+			{Key: "Ports map", Value: mappingsText(mappingsOf(r.App, r.Map))},
+			{Key: "Ports map detected", Value: mappingsText(mappingsOf(r.App, r.MapDetected))},
 			{Key: "Ports listening", Value: strings.Join(r.Listening, " ")},
 		})
-	}
-	return nil
+	})
 }
 
 // mappingsOf turns JSON rows back into mappings.

@@ -149,14 +149,6 @@ type psReport struct {
 }
 
 func (h *handlers) psReport(ctx context.Context, c *Call) error {
-	asJSON, err := wantJSON(c)
-	if err != nil {
-		return err
-	}
-	apps, err := h.appsArg(ctx, c)
-	if err != nil {
-		return err
-	}
 	all, err := h.Pipeline.Scheduler().List(ctx, "")
 	if err != nil {
 		return err
@@ -165,15 +157,14 @@ func (h *handlers) psReport(ctx context.Context, c *Call) error {
 	for _, ct := range all {
 		byApp[ct.App] = append(byApp[ct.App], ct)
 	}
-	reports := make([]psReport, 0, len(apps))
-	for _, a := range apps {
+	return report(ctx, h, c, func(a store.App) (psReport, error) {
 		f, err := h.Store.Formation(ctx, a.Name)
 		if err != nil {
-			return err
+			return psReport{}, err
 		}
 		pol, err := h.Pipeline.Policy(ctx, a.Name)
 		if err != nil {
-			return err
+			return psReport{}, err
 		}
 		r := psReport{App: a.Name, Deployed: a.CurrentRelease > 0, Release: a.CurrentRelease, Stopped: a.Stopped,
 			Formation: f, RestartPolicy: "unless-stopped", StopTimeout: int(pol.StopTimeout.Seconds()), Containers: []psContainer{}}
@@ -199,15 +190,8 @@ func (h *handlers) psReport(ctx context.Context, c *Call) error {
 		default:
 			r.Running = "mixed"
 		}
-		reports = append(reports, r)
-	}
-	if asJSON {
-		return emitJSON(c, reports)
-	}
-	if len(reports) == 0 {
-		ui.Warn(c.Stderr, "There are no apps yet")
-	}
-	for _, r := range reports {
+		return r, nil
+	}, func(r psReport) {
 		ui.Section(c.Stdout, "%s ps information", r.App)
 		rel := ""
 		if r.Release > 0 {
@@ -228,6 +212,5 @@ func (h *handlers) psReport(ctx context.Context, c *Call) error {
 			fields = append(fields, ui.Field{Key: fmt.Sprintf("Status %s %d", ct.Process, ct.Index), Value: fmt.Sprintf("%s (CID: %s)", ct.State, ct.ID)})
 		}
 		ui.Fields(c.Stdout, fields)
-	}
-	return nil
+	})
 }
