@@ -49,23 +49,11 @@ const DefaultHSTSMaxAge = 15724800
 
 // setting returns app's value of key, else the global one, else def.
 func setting(ctx context.Context, st *store.Store, app, key, def string) (string, error) {
-	if app != "" {
-		v, ok, err := st.Setting(ctx, app, key)
-		if err != nil {
-			return "", err
-		}
-		if ok {
-			return v, nil
-		}
+	v, ok, err := st.EffectiveSetting(ctx, app, key)
+	if err != nil || !ok {
+		return def, err
 	}
-	v, ok, err := st.Setting(ctx, "", key)
-	if err != nil {
-		return "", err
-	}
-	if ok {
-		return v, nil
-	}
-	return def, nil
+	return v, nil
 }
 
 // NormalizeServer turns a letsencrypt:set server value into a directory

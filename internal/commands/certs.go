@@ -168,11 +168,7 @@ type certsReport struct {
 
 func (h *handlers) certsReport(ctx context.Context, c *Call) error {
 	return report(ctx, h, c, func(a store.App) (certsReport, error) {
-		r, err := h.certsReportOf(ctx, a)
-		if err != nil {
-			return certsReport{}, err
-		}
-		return r, nil
+		return h.certsReportOf(ctx, a)
 	}, func(r certsReport) {
 		ui.Section(c.Stdout, "%s ssl information", r.App)
 		ui.Fields(c.Stdout, []ui.Field{

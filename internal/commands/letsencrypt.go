@@ -204,27 +204,19 @@ func (h *handlers) letsencryptReport(ctx context.Context, c *Call) error {
 		if err != nil {
 			return letsencryptReport{}, err
 		}
-		r := letsencryptReport{App: a.Name, Enabled: st.Enabled, Domains: append([]string{}, st.Domains...), LastError: st.LastError}
+		r := letsencryptReport{App: a.Name, Enabled: st.Enabled, Domains: nonNil(st.Domains), LastError: st.LastError}
 		if !st.Expiry.IsZero() {
 			r.Expiry = st.Expiry.Format(time.RFC3339)
 		}
-		get := func(key, def string) string {
-			v, _, _ := h.Store.Setting(ctx, a.Name, key)
-			if v == "" {
-				v, _, _ = h.Store.Setting(ctx, "", key)
+		var server, challenge string
+		for key, dst := range map[string]*string{certs.SettingEmail: &r.Email, certs.SettingServer: &server,
+			certs.SettingDNSProvider: &r.DNSProvider, certs.SettingChallenge: &challenge} {
+			if *dst, _, err = h.Store.EffectiveSetting(ctx, a.Name, key); err != nil {
+				return letsencryptReport{}, err
 			}
-			if v == "" {
-				v = def
-			}
-			return v
 		}
-		r.Email = get(certs.SettingEmail, "")
-		r.Server, _ = certs.NormalizeServer(get(certs.SettingServer, ""))
-		r.DNSProvider = get(certs.SettingDNSProvider, "")
-		r.Challenge = get(certs.SettingChallenge, "auto")
-		if r.Domains == nil {
-			r.Domains = []string{}
-		}
+		r.Server, _ = certs.NormalizeServer(server)
+		r.Challenge = orDefault(challenge, "auto")
 		return r, nil
 	}, func(r letsencryptReport) {
 		ui.Section(c.Stdout, "%s letsencrypt information", r.App)

@@ -59,13 +59,8 @@ type built struct {
 
 // AppSetting reads an app setting, falling back to the global one.
 func (p *Pipeline) AppSetting(ctx context.Context, app, key string) (string, error) {
-	for _, scope := range []string{app, ""} {
-		v, ok, err := p.store.Setting(ctx, scope, key)
-		if err != nil || ok {
-			return v, err
-		}
-	}
-	return "", nil
+	v, _, err := p.store.EffectiveSetting(ctx, app, key)
+	return v, err
 }
 
 // treeDir resolves the build directory rel (may be "") of the source tree

@@ -68,23 +68,15 @@ func ProcessList(v string) []string {
 
 // intSetting reads a numeric setting of app, falling back to the global one.
 func (p *Pipeline) intSetting(ctx context.Context, app, key string) (int, error) {
-	for _, scope := range []string{app, ""} {
-		v, ok, err := p.store.Setting(ctx, scope, key)
-		if err != nil {
-			return 0, err
-		}
-		if ok {
-			n, err := strconv.Atoi(v)
-			if err != nil {
-				return 0, fmt.Errorf("setting %s of %s is not a number: %q", key, scope, v)
-			}
-			return n, nil
-		}
-		if scope == "" {
-			break
-		}
+	v, ok, err := p.store.EffectiveSetting(ctx, app, key)
+	if err != nil || !ok {
+		return 0, err
 	}
-	return 0, nil
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return 0, fmt.Errorf("setting %s for %s is not a number: %q", key, app, v)
+	}
+	return n, nil
 }
 
 // Policy returns app's check policy.

@@ -28,6 +28,18 @@ func (s *Store) Setting(ctx context.Context, app, key string) (string, bool, err
 	return v, true, nil
 }
 
+// EffectiveSetting is the value of key that applies to app: the app's own,
+// else the global one; ok says whether either is set. With app "" it reads
+// the global value only.
+func (s *Store) EffectiveSetting(ctx context.Context, app, key string) (string, bool, error) {
+	if app != "" {
+		if v, ok, err := s.Setting(ctx, app, key); err != nil || ok {
+			return v, ok, err
+		}
+	}
+	return s.Setting(ctx, "", key)
+}
+
 // SetSetting sets a setting of app (global when app is ""); an empty value
 // removes it.
 func (s *Store) SetSetting(ctx context.Context, app, key, value string) error {

@@ -771,6 +771,33 @@ func TestSettings(t *testing.T) {
 	}
 }
 
+func TestEffectiveSetting(t *testing.T) {
+	ctx := context.Background()
+	st, _, _ := testStore(t)
+	must(t, st.CreateApp(ctx, "a"))
+	must(t, st.CreateApp(ctx, "b"))
+	eff := func(app string) (string, bool) {
+		t.Helper()
+		v, ok, err := st.EffectiveSetting(ctx, app, "stop-timeout")
+		must(t, err)
+		return v, ok
+	}
+	if _, ok := eff("a"); ok {
+		t.Fatal("nothing set, but a value applies")
+	}
+	must(t, st.SetSetting(ctx, "", "stop-timeout", "30"))
+	must(t, st.SetSetting(ctx, "a", "stop-timeout", "5"))
+	for app, want := range map[string]string{"a": "5", "b": "30", "": "30"} {
+		if v, ok := eff(app); !ok || v != want {
+			t.Errorf("effective value for %q = %q, %v; want %q", app, v, ok, want)
+		}
+	}
+	must(t, st.SetSetting(ctx, "a", "stop-timeout", ""))
+	if v, _ := eff("a"); v != "30" {
+		t.Errorf("after unsetting the app value, a gets %q; want the global 30", v)
+	}
+}
+
 func TestFormation(t *testing.T) {
 	ctx := context.Background()
 	st, _, _ := testStore(t)
