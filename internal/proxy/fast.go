@@ -385,29 +385,10 @@ func (t *target) writeRequest(bw *bufio.Writer, req *http.Request, hasBody bool,
 	return nil
 }
 
-// skipRequestHeader reports whether an incoming header is not forwarded as
-// is: hop-by-hop headers, framing (written from the parsed request) and
-// client-supplied forwarding headers (replaced with berth's own).
+// skipRequestHeader reports whether a header of an incoming request is not
+// forwarded as is: Host and what skipForwarded names.
 func skipRequestHeader(k string) bool {
-	switch k {
-	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
-		"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
-		"Content-Length", "Host",
-		"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto":
-		return true
-	}
-	return false
-}
-
-// skipResponseHeader reports whether an upstream response header is
-// hop-by-hop.
-func skipResponseHeader(k string) bool {
-	switch k {
-	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
-		"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade":
-		return true
-	}
-	return false
+	return k == "Host" || skipForwarded(k)
 }
 
 // connectionListed reports whether the comma-separated token lists of a
@@ -431,7 +412,7 @@ func (t *target) writeResponse(w http.ResponseWriter, req *http.Request, uc *upC
 	for resp.StatusCode < 200 {
 		// 1xx informational: forward it, then read the final response.
 		for k, vv := range resp.Header {
-			if !skipResponseHeader(k) {
+			if !hopByHop(k) {
 				h[k] = vv
 			}
 		}
@@ -451,7 +432,7 @@ func (t *target) writeResponse(w http.ResponseWriter, req *http.Request, uc *upC
 	}
 	conn := resp.Header["Connection"]
 	for k, vv := range resp.Header {
-		if skipResponseHeader(k) || (len(conn) > 0 && connectionListed(conn, k)) {
+		if hopByHop(k) || (len(conn) > 0 && connectionListed(conn, k)) {
 			continue
 		}
 		h[k] = vv

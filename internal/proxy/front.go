@@ -369,27 +369,20 @@ func validHost(h string) bool {
 // skipForwarded reports whether an incoming request header is not passed
 // upstream: hop-by-hop, framing and forwarding headers.
 func skipForwarded(k string) bool {
+	if hopByHop(k) {
+		return true
+	}
 	switch len(k) {
-	case 2:
-		return strings.EqualFold(k, "Te")
-	case 7:
-		return strings.EqualFold(k, "Upgrade") || strings.EqualFold(k, "Trailer")
 	case 9:
 		return strings.EqualFold(k, "Forwarded")
-	case 10:
-		return strings.EqualFold(k, "Connection") || strings.EqualFold(k, "Keep-Alive")
 	case 14:
 		return strings.EqualFold(k, "Content-Length")
 	case 15:
 		return strings.EqualFold(k, "X-Forwarded-For")
 	case 16:
-		return strings.EqualFold(k, "Proxy-Connection") || strings.EqualFold(k, "X-Forwarded-Host")
+		return strings.EqualFold(k, "X-Forwarded-Host")
 	case 17:
-		return strings.EqualFold(k, "Transfer-Encoding") || strings.EqualFold(k, "X-Forwarded-Proto")
-	case 18:
-		return strings.EqualFold(k, "Proxy-Authenticate")
-	case 19:
-		return strings.EqualFold(k, "Proxy-Authorization")
+		return strings.EqualFold(k, "X-Forwarded-Proto")
 	}
 	return false
 }
@@ -595,7 +588,7 @@ func writeClientHead(bw *bufio.Writer, r *upstreamHead, closeClient bool) {
 			break
 		}
 		key := line[:strings.IndexByte(line, ':')]
-		if skipResponseHop(key) || (r.connection != "" && connectionListed([]string{r.connection}, key)) {
+		if hopByHop(key) || (r.connection != "" && connectionListed([]string{r.connection}, key)) {
 			continue
 		}
 		bw.WriteString(line)
@@ -632,7 +625,7 @@ func (f *Front) relayStd(fc *frontConn, uc *upConn, raw []byte, rq *request, app
 			continue
 		}
 		for k := range resp.Header {
-			if skipResponseHop(k) {
+			if hopByHop(k) {
 				delete(resp.Header, k)
 			}
 		}
@@ -649,8 +642,9 @@ func (f *Front) relayStd(fc *frontConn, uc *upConn, raw []byte, rq *request, app
 	}
 }
 
-// skipResponseHop reports whether a response header is hop-by-hop.
-func skipResponseHop(k string) bool {
+// hopByHop reports whether a header belongs to one connection only
+// (RFC 9110 section 7.6.1) and is never forwarded.
+func hopByHop(k string) bool {
 	switch len(k) {
 	case 2:
 		return strings.EqualFold(k, "Te")

@@ -179,7 +179,7 @@ func (t *target) writeSimpleResponse(w http.ResponseWriter, req *http.Request, u
 		if !isCanonical(key) {
 			key = textproto.CanonicalMIMEHeaderKey(key)
 		}
-		if skipResponseHeader(key) || (sh.connection != "" && connectionListed([]string{sh.connection}, key)) {
+		if hopByHop(key) || (sh.connection != "" && connectionListed([]string{sh.connection}, key)) {
 			continue
 		}
 		vals[k] = trimOWS(line[colon+1:])
