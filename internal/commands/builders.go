@@ -486,12 +486,8 @@ func (h *handlers) buildsList(ctx context.Context, c *Call) error {
 		}
 		out := []build{}
 		for _, b := range bs {
-			e := build{ID: b.ID, Builder: b.Builder, Source: b.Source, Status: b.Status, ImageID: b.ImageID, StartedAt: b.StartedAt}
-			if !b.FinishedAt.IsZero() {
-				t := b.FinishedAt
-				e.FinishedAt = &t
-			}
-			out = append(out, e)
+			out = append(out, build{ID: b.ID, Builder: b.Builder, Source: b.Source, Status: b.Status, ImageID: b.ImageID,
+				StartedAt: b.StartedAt, FinishedAt: optTime(b.FinishedAt)})
 		}
 		return ui.JSON(c.Stdout, out)
 	}

@@ -149,11 +149,8 @@ func (h *pluginCmds) pluginList(ctx context.Context, c *Call) error {
 	reports := make([]pluginReport, 0, len(ps))
 	for _, p := range ps {
 		r := pluginReport{Name: p.Name, Version: p.Meta.Version, Enabled: p.Enabled, Description: p.Meta.Description,
-			Source: p.Source.Location, SourceKind: p.Source.Kind, Committish: p.Source.Committish, Commit: p.Source.Commit, Dir: p.Dir}
-		if !p.Source.InstalledAt.IsZero() {
-			t := p.Source.InstalledAt
-			r.InstalledAt = &t
-		}
+			Source: p.Source.Location, SourceKind: p.Source.Kind, Committish: p.Source.Committish, Commit: p.Source.Commit, Dir: p.Dir,
+			InstalledAt: optTime(p.Source.InstalledAt)}
 		reports = append(reports, r)
 	}
 	if asJSON {

@@ -50,11 +50,7 @@ type releaseReport struct {
 func toReport(a store.App, r store.Release) releaseReport {
 	rep := releaseReport{Version: r.Version, Status: r.Status, Current: r.Version == a.CurrentRelease, Image: pipeline.ImageTag(r.App, r.Version),
 		ImageID: r.ImageID, GitRev: r.GitRev, Reason: r.Reason, CreatedBy: r.CreatedBy, CreatedAt: r.CreatedAt, Error: r.Error,
-		Processes: r.Processes, Formation: r.Formation, ConfigKeys: ui.SortedKeys(r.Env)}
-	if !r.FinishedAt.IsZero() {
-		t := r.FinishedAt
-		rep.FinishedAt = &t
-	}
+		Processes: r.Processes, Formation: r.Formation, ConfigKeys: ui.SortedKeys(r.Env), FinishedAt: optTime(r.FinishedAt)}
 	return rep
 }
 
@@ -100,6 +96,14 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// optTime is t, or nil when t is unset, so JSON leaves the field out.
+func optTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
 }
 
 func (h *handlers) releasesInfo(ctx context.Context, c *Call) error {

@@ -130,6 +130,30 @@ func newTestCommands() *testCommands {
 	}
 }
 
+// waitStarted fails the test unless the blocking command starts.
+func (tc *testCommands) waitStarted(t *testing.T, name string) {
+	t.Helper()
+	select {
+	case <-tc.started:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s never started", name)
+	}
+}
+
+// waitCanceled fails the test unless the command's context ends with
+// context.Canceled; why says what should have canceled it.
+func (tc *testCommands) waitCanceled(t *testing.T, why string) {
+	t.Helper()
+	select {
+	case err := <-tc.canceled:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("command context: %v, want context.Canceled", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the command was not canceled when %s", why)
+	}
+}
+
 // startServer serves a test registry on a socket in a temporary directory.
 // Cleanup stops the server and fails the test if Serve does not return
 // (it waits for every connection's command).
@@ -422,11 +446,7 @@ func TestClientDisconnectCancelsCommand(t *testing.T) {
 		code, err := Call(ctx, sock, Request{Args: []string{"t:block"}}, strings.NewReader(""), io.Discard, io.Discard)
 		res <- result{code, err}
 	}()
-	select {
-	case <-tc.started:
-	case <-time.After(10 * time.Second):
-		t.Fatal("t:block never started")
-	}
+	tc.waitStarted(t, "t:block")
 	cancel()
 	select {
 	case r := <-res:
@@ -436,34 +456,16 @@ func TestClientDisconnectCancelsCommand(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Call did not return after its context was canceled")
 	}
-	select {
-	case err := <-tc.canceled:
-		if !errors.Is(err, context.Canceled) {
-			t.Fatalf("command context: %v, want context.Canceled", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the command's context was not canceled when the client went away")
-	}
+	tc.waitCanceled(t, "the client went away")
 }
 
 func TestRawDisconnectCancelsCommand(t *testing.T) {
 	tc := newTestCommands()
 	sock := startServer(t, tc)
 	nc := rawRequest(t, sock, "t:block")
-	select {
-	case <-tc.started:
-	case <-time.After(10 * time.Second):
-		t.Fatal("t:block never started")
-	}
+	tc.waitStarted(t, "t:block")
 	nc.Close()
-	select {
-	case err := <-tc.canceled:
-		if !errors.Is(err, context.Canceled) {
-			t.Fatalf("command context: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("closing the connection did not cancel the command")
-	}
+	tc.waitCanceled(t, "the connection closed")
 }
 
 func TestServerShutdownCancelsCommand(t *testing.T) {
@@ -570,18 +572,7 @@ func TestDisconnectWithUnreadStdinCancelsCommand(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go Call(ctx, sock, Request{Args: []string{"t:read1block"}}, strings.NewReader(strings.Repeat("x", 100)), io.Discard, io.Discard)
-	select {
-	case <-tc.started:
-	case <-time.After(10 * time.Second):
-		t.Fatal("t:read1block never started")
-	}
+	tc.waitStarted(t, "t:read1block")
 	cancel()
-	select {
-	case err := <-tc.canceled:
-		if !errors.Is(err, context.Canceled) {
-			t.Fatalf("command context: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the client left but the command was not canceled")
-	}
+	tc.waitCanceled(t, "the client left")
 }
